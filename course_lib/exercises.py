@@ -1,0 +1,97 @@
+"""Automatic checks for the notebooks' exercises. Each check returns Feedback: pass, or a hint aimed at the
+most common mistake it recognises, and what to try next. An answer left as ``None`` reports "not done yet".
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Feedback:
+    passed: bool | None  # None: not attempted yet
+    message: str
+
+    def __repr__(self) -> str:
+        mark = {True: "✅ correct", False: "❌ not yet", None: "⏳ not done yet"}[self.passed]
+        return f"{mark}: {self.message}"
+
+    def _repr_markdown_(self) -> str:
+        return repr(self)
+
+
+NOT_DONE = Feedback(None, "replace the `None` (or `...`) with your answer and run the cell again.")
+
+
+def _not_done(answer) -> bool:
+    return answer is None or answer is Ellipsis
+
+
+# ---- notebook 01 -------------------------------------------------------------------------------------------
+
+def check_causal_mask(causal_mask) -> Feedback:
+    """Exercise 01.1: ``causal_mask(seq)`` returns a (seq, seq) bool tensor, True where attention is forbidden."""
+    if _not_done(causal_mask):
+        return NOT_DONE
+    mask = causal_mask(5)
+    expected = torch.ones(5, 5, dtype=torch.bool).triu(1)
+    if not isinstance(mask, torch.Tensor) or mask.shape != (5, 5):
+        return Feedback(False, "causal_mask(5) should return a 5x5 tensor. Start from torch.ones(seq, seq).")
+    if mask.dtype != torch.bool:
+        return Feedback(False, f"the mask has dtype {mask.dtype}; make it bool (True = forbidden), e.g. with .bool().")
+    if torch.equal(mask, expected):
+        return Feedback(True, "position i may attend to positions 0..i and never to the future. "
+                              "Next: compare it with the mask inside CausalSelfAttention.attention_weights.")
+    if torch.equal(mask, torch.ones(5, 5, dtype=torch.bool).triu(0)):
+        return Feedback(False, "you also masked the diagonal: a position must be allowed to attend to itself "
+                               "(the first token has nothing else). Use triu with diagonal=1.")
+    if torch.equal(mask, ~expected):
+        return Feedback(False, "the mask is inverted: True must mark the forbidden (future) positions.")
+    if torch.equal(mask, expected.T) or torch.equal(mask, torch.ones(5, 5, dtype=torch.bool).tril(-1)):
+        return Feedback(False, "you masked the past instead of the future: rows are queries, columns are keys; "
+                               "forbid column j > row i (upper triangle).")
+    return Feedback(False, "not a causal mask. Row i should be False for columns 0..i and True after.")
+
+
+def check_parameter_count(answer, config) -> Feedback:
+    """Exercise 01.2: predict the parameter count of ``config`` by hand before building it."""
+    if _not_done(answer):
+        return NOT_DONE
+    from .transformer import dense_parameter_formula
+
+    parts = dense_parameter_formula(config)
+    truth = sum(parts.values())
+    d = config.d_model
+    if answer == truth:
+        return Feedback(True, f"{truth:,} parameters. Next: which component dominates? Compare with plot_shares.")
+    if answer == truth + config.vocab_size * d:
+        return Feedback(False, "you counted the output head separately, but it is tied to the token embedding "
+                               "(one matrix used twice).")
+    if answer == truth - config.context_length * d:
+        return Feedback(False, "you forgot the position embeddings (context_length x d_model).")
+    if answer == truth - parts["norms"]:
+        return Feedback(False, "close: add the RMSNorm gains (two per block plus the final one, d_model each).")
+    if answer == truth - config.n_layers * d * config.ffn_hidden:
+        return Feedback(False, "SwiGLU has three matrices (gate, up, down), not two.")
+    return Feedback(False, f"off by {answer - truth:+,}. Count per block: attention 4·d², FFN 3·d·hidden, two norms; "
+                           "plus embeddings (tokens and positions) and a final norm.")
+
+
+def check_unigram_loss(answer, corpus) -> Feedback:
+    """Exercise 01.3: compute the unigram baseline (nats per byte) yourself from byte counts."""
+    if _not_done(answer):
+        return NOT_DONE
+    truth = corpus.unigram_loss()
+    answer = float(answer)
+    if math.isclose(answer, truth, rel_tol=2e-3):
+        return Feedback(True, f"{truth:.3f} nats per byte: any model that beats this has learned to use context.")
+    if math.isclose(answer, truth / math.log(2), rel_tol=2e-3):
+        return Feedback(False, "that is in bits (log base 2). PyTorch's cross-entropy uses natural logs: use torch.log.")
+    if answer < 0:
+        return Feedback(False, "a cross-entropy is never negative: the loss is minus the mean log-probability.")
+    if math.isclose(answer, math.log(256), rel_tol=1e-3):
+        return Feedback(False, "log(256) is the uniform model's loss; weight each byte by its frequency in train.")
+    return Feedback(False, f"expected about {truth:.2f}. Count bytes on the training split, turn counts into "
+                           "probabilities, then average -log p over the validation bytes.")

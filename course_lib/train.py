@@ -1,0 +1,299 @@
+"""The training loop: AdamW, warm-up + cosine schedule, clipping, periodic validation, atomic checkpoints.
+
+Hooks make it the one loop of the course: ``extra_losses`` adds terms to the loss (balance losses in
+notebook 04), ``callbacks`` run after each optimizer step (bias updates, live plots, a Stop button).
+Taught in notebook 01.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .data import Batch, Corpus
+from .hardware import pick_device
+from .transformer import ModelConfig, Transformer
+
+CHECKPOINT_FORMAT = "course-checkpoint-v1"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 3e-3  # peak learning rate, reached after the warm-up
+    min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 100  # validate every this many steps and at the last step
+    eval_batches: int = 6
+    checkpoint_every: int = 0  # 0: only at the end (when a checkpoint path is given)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class History:
+    """Everything the loop measured, as plain lists ready for plotting."""
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=dict)  # one list per extra loss term, per step
+    eval_step: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_loss_by_domain: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0  # wall-clock training time, evaluation included
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StopTraining(Exception):
+    """Raise from a callback to end training after the current step (the widgets' Stop button does)."""
+
+
+@dataclass
+class StepInfo:
+    step: int  # steps completed
+    model: nn.Module
+    batch: Batch
+    loss: float
+    history: History
+
+
+ExtraLosses = Callable[[nn.Module, Batch], dict[str, torch.Tensor]]
+Callback = Callable[[StepInfo], None]
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to ``lr``, then a cosine to ``lr * min_lr_ratio`` at the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (norm gains and biases are left alone, as in nanoGPT)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: list[Batch], domains: tuple[str, ...]) -> tuple[float, dict[str, float]]:
+    """Mean validation loss and the mean loss of each domain's rows."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = {d: 0.0 for d in domains}, {d: 0 for d in domains}
+    for batch in batches:
+        batch = batch.to(device)
+        logits = model(batch.inputs)
+        per_row = F.cross_entropy(logits.transpose(1, 2), batch.targets, reduction="none").mean(1)  # (batch,)
+        for domain_id, loss in zip(batch.domains.tolist(), per_row.tolist()):
+            total[domains[domain_id]] += loss
+            count[domains[domain_id]] += 1
+    model.train(was_training)
+    by_domain = {d: total[d] / count[d] for d in domains if count[d]}
+    return sum(total.values()) / sum(count.values()), by_domain
+
+
+def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str | torch.device | None = None,
+          extra_losses: ExtraLosses | None = None, callbacks: list[Callback] = (),
+          checkpoint_path: str | Path | None = None, resume: bool = False, progress: bool = True) -> History:
+    """Train ``model`` on ``corpus`` and return its History.
+
+    device: where to train (default: the course policy, see course_lib.hardware.pick_device).
+    extra_losses: called after each forward pass; returns named, already-weighted terms added to the loss.
+    callbacks: called after each optimizer step with a StepInfo; raise StopTraining to stop early.
+    checkpoint_path: save here (atomically) every ``checkpoint_every`` steps and at the end.
+    resume: continue from ``checkpoint_path`` if it exists; the result is bit-for-bit an uninterrupted run.
+    """
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    model.to(device).train()
+    optimizer = make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    history, start_step = History(), 0
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        start_step, history = load_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator)
+    eval_set = corpus.eval_batches(n_batches=config.eval_batches, batch_size=config.batch_size, seq_len=config.seq_len)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.steps, initial=start_step, desc="training", leave=False)
+    started = time.perf_counter() - history.seconds
+    try:
+        for step in range(start_step, config.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            batch = corpus.get_batch("train", batch_size=config.batch_size, seq_len=config.seq_len,
+                                     generator=generator).to(device)
+            logits = model(batch.inputs)
+            loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+            terms = extra_losses(model, batch) if extra_losses else {}
+            total = loss + sum(terms.values()) if terms else loss
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            history.step.append(step + 1)
+            history.train_loss.append(loss.item())
+            history.lr.append(optimizer.param_groups[0]["lr"])
+            for name, value in terms.items():
+                history.extra.setdefault(name, []).append(float(value.detach()))
+            done = step + 1
+            if done % config.eval_every == 0 or done == config.steps:
+                val_loss, by_domain = evaluate(model, eval_set, corpus.domains)
+                history.eval_step.append(done)
+                history.val_loss.append(val_loss)
+                history.val_loss_by_domain.append(by_domain)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            history.seconds = time.perf_counter() - started
+            if checkpoint_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
+                save_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator, step=done,
+                                history=history, train_config=config)
+            for callback in callbacks:
+                callback(StepInfo(done, model, batch, loss.item(), history))
+    except StopTraining:
+        pass
+    finally:
+        if bar is not None:
+            bar.close()
+    history.seconds = time.perf_counter() - started
+    if checkpoint_path is not None:
+        save_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator,
+                        step=history.step[-1] if history.step else 0, history=history, train_config=config)
+    return history
+
+
+# ---- checkpoints: safetensors (never pickle), written atomically, verified on load -------------------------
+
+def _payload_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash or error during ``write`` leaves the previous file untouched: the rename is atomic on POSIX and Windows.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
+                    generator: torch.Generator | None = None, step: int = 0, history: History | None = None,
+                    train_config: TrainConfig | None = None) -> None:
+    """Model, optimizer state, RNG states, step and history in one safetensors file."""
+    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": CHECKPOINT_FORMAT, "step": str(step)}
+    if isinstance(model, Transformer):
+        metadata["model_config"] = json.dumps(model.config.to_dict())
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for index, param_state in state["state"].items():
+            for key, value in param_state.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
+        metadata["optimizer_param_groups"] = json.dumps(state["param_groups"])
+    if generator is not None:
+        tensors["rng.data"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if history is not None:
+        metadata["history"] = json.dumps(history.to_dict())
+    if train_config is not None:
+        metadata["train_config"] = json.dumps(asdict(train_config))
+    metadata["payload_sha256"] = _payload_sha256(tensors)
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a checkpoint, after checking that it is complete and unmodified."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}. Train first, or pass the path of an existing checkpoint.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"Checkpoint {path} is truncated or corrupted ({error}). Delete it and retrain, "
+                         f"or resume from an earlier checkpoint.") from error
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a course checkpoint (format {metadata.get('format')!r}, expected {CHECKPOINT_FORMAT!r}).")
+    if _payload_sha256(tensors) != metadata.get("payload_sha256"):
+        raise ValueError(f"Checkpoint {path} is corrupted: its tensors do not match the checksum saved with them. "
+                         f"Delete it and retrain, or resume from an earlier checkpoint.")
+    return tensors, metadata
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
+                    generator: torch.Generator | None = None) -> tuple[int, History]:
+    """Restore a checkpoint into ``model`` (and optimizer, generator, torch RNG); return (step, history)."""
+    tensors, metadata = read_checkpoint(path)
+    if isinstance(model, Transformer) and "model_config" in metadata:
+        saved = json.loads(metadata["model_config"])
+        current = model.config.to_dict()
+        differences = [f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}"
+                       for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+        if differences:
+            raise ValueError(f"Checkpoint {path} was saved from a different model config ({'; '.join(differences)}). "
+                             f"Build the model with the checkpoint's config: load_model({str(path)!r}).")
+    model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_state)
+    if optimizer is not None:
+        state: dict = {}
+        for name, value in tensors.items():
+            if name.startswith("optim."):
+                _, index, key = name.split(".", 2)
+                state.setdefault(int(index), {})[key] = value
+        optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["optimizer_param_groups"])})
+    if generator is not None:  # resuming: replay the same batches and the same random draws
+        generator.set_state(tensors["rng.data"])
+        torch.set_rng_state(tensors["rng.torch"])
+    history = History(**json.loads(metadata["history"])) if "history" in metadata else History()
+    return int(metadata["step"]), history
+
+
+def load_model(path: str | Path, *, device: str | torch.device | None = None) -> Transformer:
+    """Rebuild a Transformer from a checkpoint saved by ``train`` or ``save_checkpoint``."""
+    _, metadata = read_checkpoint(path)
+    model = Transformer(ModelConfig(**json.loads(metadata["model_config"])))
+    load_checkpoint(path, model)
+    return model.to(device if isinstance(device, torch.device) else pick_device(device))

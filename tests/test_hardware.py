@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from course_lib.hardware import pick_device, seed_everything
+
+
+def test_cpu_by_default(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    assert pick_device() == torch.device("cpu")
+
+
+def test_environment_variable_forces_device(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert pick_device() == torch.device("cpu")
+
+
+def test_auto_picks_accelerator_or_cpu():
+    expected = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
+    assert pick_device("auto").type == expected.type
+
+
+def test_unknown_device_names_the_choices():
+    with pytest.raises(ValueError, match="Unknown device 'gpu'.*'cuda'"):
+        pick_device("gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_unavailable_device_says_what_to_do(monkeypatch):
+    with pytest.raises(ValueError, match="not available.*device='cpu'"):
+        pick_device("cuda")
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="unset COURSE_DEVICE"):
+        pick_device()
+
+
+def test_seed_everything_reproduces():
+    seed_everything(7)
+    a = torch.randn(3)
+    seed_everything(7)
+    assert torch.equal(a, torch.randn(3))
+    with pytest.raises(ValueError):
+        seed_everything(-1)
+
+
+def test_doctor_passes_here():
+    from course_lib.doctor import report, run_checks
+
+    checks = run_checks()
+    assert all(c.ok for c in checks), report(checks)
