@@ -30,10 +30,10 @@ CHECKPOINT_FORMAT = "course-checkpoint-v1"
 
 @dataclass
 class TrainConfig:
-    steps: int = 300
-    batch_size: int = 16
-    seq_len: int = 128
-    lr: float = 3e-3  # peak learning rate, reached after the warm-up
+    steps: int = 700
+    batch_size: int = 32
+    seq_len: int = 64
+    lr: float = 6e-3  # peak learning rate, reached after the warm-up
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
     warmup_steps: int = 30
     weight_decay: float = 0.1

@@ -20,7 +20,7 @@ from .data import VOCAB_SIZE
 @dataclass
 class ModelConfig:
     vocab_size: int = VOCAB_SIZE
-    context_length: int = 128  # longest sequence the model accepts (learned position embeddings)
+    context_length: int = 64  # longest sequence the model accepts (learned position embeddings)
     d_model: int = 128
     n_layers: int = 4
     n_heads: int = 4

@@ -1,0 +1,24 @@
+import re
+from pathlib import Path
+
+from course_lib.course import COURSE_MAP, markdown_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_course_map_is_current():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- course-map:start.*?-->\n(.*?)\n<!-- course-map:end -->", readme, re.S)
+    assert block and block.group(1) == markdown_table(), "regenerate with course_lib.course.markdown_table()"
+
+
+def test_every_notebook_is_on_the_map():
+    on_disk = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert on_disk == [lesson.notebook for lesson in COURSE_MAP if lesson.available]
+
+
+def test_ci_runs_the_readme_test_line_verbatim():
+    readme = (ROOT / "README.md").read_text()
+    test_line = re.findall(r"```bash\n(.*?)\n```", readme)[1]
+    assert "pytest" in test_line
+    assert test_line in (ROOT / ".ci" / "run").read_text()
