@@ -120,8 +120,10 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.d_model)
         self.ffn = ffn
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x))  # pre-norm residual stream
+        if getattr(self.ffn, "needs_token_ids", False):  # hash-routed MoE layers route by token id
+            return x + self.ffn(self.ffn_norm(x), token_ids=token_ids)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -160,7 +162,7 @@ class Transformer(nn.Module):
         positions = torch.arange(seq, device=inputs.device)
         x = self.token_embedding(inputs) + self.position_embedding(positions)  # (batch, seq, d_model)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, inputs)
         return self.head(self.final_norm(x))
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -3,14 +3,34 @@ so tests (and the browser test) can move a control and read the output.
 """
 from __future__ import annotations
 
+import html
+import io
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
 from .data import decode, encode
 from .plots import plot_attention
 from .transformer import Transformer, generate
+
+
+# Outputs are widget values (HTML text, PNG images), not captured prints: they live in the widget state, so they
+# update in the browser and can be read back in tests without a kernel.
+
+def _text_view() -> widgets.HTML:
+    return widgets.HTML()
+
+
+def _set_text(view: widgets.HTML, text: str) -> None:
+    view.value = f"<pre style='white-space: pre-wrap; line-height: 1.3'>{html.escape(text)}</pre>"
+
+
+def _set_figure(view: widgets.Image, figure) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(figure)
+    view.value = buffer.getvalue()
 
 
 def _show_byte(token: int) -> str:
@@ -24,17 +44,20 @@ def sampling_lab(model: Transformer, prompts: dict[str, str], *, seed: int = 0) 
     top_k = widgets.IntSlider(value=0, min=0, max=64, description="top-k (0=off)")
     length = widgets.IntSlider(value=120, min=20, max=300, step=20, description="new bytes")
     button = widgets.Button(description="Sample", button_style="primary")
-    output = widgets.Output()
+    output = _text_view()
+    draws = [seed]
 
     def sample(_=None):
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(draws[-1])
         tokens = generate(model, encode(prompt.value), max_new_tokens=length.value, temperature=temperature.value,
                           top_k=top_k.value or None, generator=generator)
-        output.clear_output()
-        with output:
-            print(decode(tokens))
+        _set_text(output, decode(tokens))
 
-    button.on_click(sample)
+    def sample_again(_=None):
+        draws.append(draws[-1] + 1)  # a new draw each press, still reproducible from the seed
+        sample()
+
+    button.on_click(sample_again)
     for control in (prompt, temperature, top_k, length):
         control.observe(sample, names="value")
     box = widgets.VBox([widgets.HBox([prompt, button]), temperature, top_k, length, output])
@@ -49,7 +72,7 @@ def attention_viewer(model: Transformer, text: str) -> widgets.VBox:
     text_box = widgets.Text(value=text, description="text", continuous_update=False)
     layer = widgets.IntSlider(value=0, min=0, max=model.config.n_layers - 1, description="layer")
     head = widgets.IntSlider(value=0, min=0, max=model.config.n_heads - 1, description="head")
-    output = widgets.Output()
+    output = widgets.Image(format="png")
 
     @torch.no_grad()
     def draw(_=None):
@@ -57,21 +80,109 @@ def attention_viewer(model: Transformer, text: str) -> widgets.VBox:
         device = next(model.parameters()).device
         x = model.token_embedding(tokens.to(device)) + model.position_embedding(torch.arange(tokens.shape[1], device=device))
         for block in model.blocks[: layer.value]:
-            x = block(x)
+            x = block(x, tokens)
         block = model.blocks[layer.value]
         weights = block.attn.attention_weights(block.attn_norm(x))[0, head.value].cpu().numpy()  # (seq, seq)
-        output.clear_output(wait=True)
-        with output:
-            figure, ax = plt.subplots(figsize=(5, 5))
-            plot_attention(weights, [_show_byte(t) for t in tokens[0].tolist()], ax=ax,
-                           title=f"layer {layer.value}, head {head.value}")
-            display(figure)
-            plt.close(figure)
+        figure, ax = plt.subplots(figsize=(5, 5))
+        plot_attention(weights, [_show_byte(t) for t in tokens[0].tolist()], ax=ax,
+                       title=f"layer {layer.value}, head {head.value}")
+        _set_figure(output, figure)
 
     for control in (text_box, layer, head):
         control.observe(draw, names="value")
     box = widgets.VBox([text_box, widgets.HBox([layer, head]), output])
     box.controls = dict(text=text_box, layer=layer, head=head)
+    box.output = output
+    draw()
+    return box
+
+
+def moe_calculator(*, d_model: int = 128) -> widgets.VBox:
+    """Sliders for experts, top-k, expert size and shared experts: what one MoE layer stores and uses (notebook 02)."""
+    from .moe import moe_cost
+
+    n_experts = widgets.IntSlider(value=8, min=1, max=256, description="experts")
+    top_k = widgets.IntSlider(value=2, min=1, max=16, description="top-k")
+    expert_hidden = widgets.IntSlider(value=176, min=8, max=1024, step=8, description="expert hidden")
+    n_shared = widgets.IntSlider(value=0, min=0, max=4, description="shared")
+    output = _text_view()
+
+    def update(_=None):
+        top_k.max = n_experts.value
+        cost = moe_cost(d_model=d_model, n_experts=n_experts.value, top_k=top_k.value,
+                        expert_hidden=expert_hidden.value, n_shared=n_shared.value)
+        dense = 3 * d_model * 352  # the course's dense SwiGLU FFN
+        _set_text(output, "\n".join([
+            f"total parameters     {cost.total_params:>14,}  ({cost.total_params / dense:.1f}x the dense FFN)",
+            f"active per token     {cost.active_params:>14,}  ({cost.active_params / cost.total_params:.1%} of total)",
+            f"FLOPs per token      {cost.flops_per_token:>14,}  ({cost.flops_per_token / (2 * dense):.2f}x dense)",
+            f"expert combinations  {cost.combinations:>14,}",
+            f"weights in memory    {cost.bytes_fp32 / 2**20:>11.2f} MiB fp32, {cost.bytes_bf16 / 2**20:.2f} MiB bf16"]))
+
+    for control in (n_experts, top_k, expert_hidden, n_shared):
+        control.observe(update, names="value")
+    box = widgets.VBox([widgets.HBox([n_experts, top_k]), widgets.HBox([expert_hidden, n_shared]), output])
+    box.controls = dict(n_experts=n_experts, top_k=top_k, expert_hidden=expert_hidden, n_shared=n_shared)
+    box.output = output
+    update()
+    return box
+
+
+def routing_explorer(model: Transformer, texts: dict[str, str]) -> widgets.VBox:
+    """Re-route a trained MoE model's real hidden states with another gate, k, capacity and groups (notebook 03).
+
+    The gate weights are the trained layer's; only the routing rule changes, so differences are the rule's.
+    """
+    from .moe import capture_ffn_inputs
+    from .routing import Router, RouterConfig
+
+    moe_layers = [i for i, block in enumerate(model.blocks) if hasattr(block.ffn, "router")]
+    n_experts = model.blocks[moe_layers[0]].ffn.n_experts
+    text = widgets.Dropdown(options=list(texts.items()), description="text")
+    layer = widgets.Dropdown(options=moe_layers, description="layer")
+    score = widgets.Dropdown(options=["softmax", "sigmoid", "sqrt_softplus"], description="gate")
+    top_k = widgets.IntSlider(value=2, min=1, max=n_experts, description="top-k")
+    capacity_factor = widgets.FloatSlider(value=0.0, min=0.0, max=3.0, step=0.25, description="capacity (0=∞)")
+    n_group = widgets.Dropdown(options=[g for g in (1, 2, 4) if n_experts % g == 0], description="groups")
+    topk_group = widgets.IntSlider(value=1, min=1, max=1, description="groups kept")
+    output = widgets.Image(format="png")
+
+    def draw(_=None):
+        topk_group.max = n_group.value
+        per_group = n_experts // n_group.value
+        if n_group.value > 1 and topk_group.value * per_group < top_k.value:
+            topk_group.value = -(-top_k.value // per_group)
+        tokens = encode(text.value)[: model.config.context_length][None]
+        hidden = capture_ffn_inputs(model, tokens)[layer.value][0]  # (seq, d_model)
+        config = RouterConfig(score=score.value, normalize=True, n_group=n_group.value,
+                              topk_group=topk_group.value if n_group.value > 1 else 1,
+                              capacity_factor=capacity_factor.value or None)
+        router = Router(model.config.d_model, n_experts, top_k.value, config)
+        router.gate.weight.data.copy_(model.blocks[layer.value].ffn.router.gate.weight)
+        with torch.no_grad():
+            routing = router(hidden)
+        weights = torch.zeros(hidden.shape[0], n_experts).scatter_(1, routing.indices, routing.weights)
+        figure, (ax_map, ax_load) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1]})
+        ax_map.imshow(weights.T.numpy(), aspect="auto", cmap="Blues")
+        labels = [_show_byte(t) for t in tokens[0].tolist()]
+        ax_map.set_xticks(range(len(labels)), labels, fontsize=7)
+        dropped = (~routing.kept_mask()).any(-1)
+        for position in torch.nonzero(dropped).flatten().tolist():
+            ax_map.axvline(position, color="red", alpha=0.3)
+        ax_map.set_ylabel("expert")
+        ax_map.set_title(f"combine weights (red: an assignment dropped); {routing.dropped_fraction():.0%} dropped")
+        ax_load.barh(range(n_experts), routing.load(n_experts).numpy())
+        ax_load.invert_yaxis()
+        ax_load.set_title("load (assignments)")
+        figure.tight_layout()
+        _set_figure(output, figure)
+
+    for control in (text, layer, score, top_k, capacity_factor, n_group, topk_group):
+        control.observe(draw, names="value")
+    box = widgets.VBox([widgets.HBox([text, layer, score]), widgets.HBox([top_k, capacity_factor]),
+                        widgets.HBox([n_group, topk_group]), output])
+    box.controls = dict(text=text, layer=layer, score=score, top_k=top_k, capacity_factor=capacity_factor,
+                        n_group=n_group, topk_group=topk_group)
     box.output = output
     draw()
     return box

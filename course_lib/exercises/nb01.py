@@ -1,39 +1,15 @@
-"""Automatic checks for the notebooks' exercises. Each check returns Feedback: pass, or a hint aimed at the
-most common mistake it recognises, and what to try next. An answer left as ``None`` reports "not done yet".
-"""
+"""Checks for notebook 01's exercises."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-
-@dataclass
-class Feedback:
-    passed: bool | None  # None: not attempted yet
-    message: str
-
-    def __repr__(self) -> str:
-        mark = {True: "✅ correct", False: "❌ not yet", None: "⏳ not done yet"}[self.passed]
-        return f"{mark}: {self.message}"
-
-    def _repr_markdown_(self) -> str:
-        return repr(self)
-
-
-NOT_DONE = Feedback(None, "replace the `None` (or `...`) with your answer and run the cell again.")
-
-
-def _not_done(answer) -> bool:
-    return answer is None or answer is Ellipsis
-
-
-# ---- notebook 01 -------------------------------------------------------------------------------------------
+from . import NOT_DONE, Feedback, not_done
 
 def check_causal_mask(causal_mask) -> Feedback:
     """Exercise 01.1: ``causal_mask(seq)`` returns a (seq, seq) bool tensor, True where attention is forbidden."""
-    if _not_done(causal_mask):
+    if not_done(causal_mask):
         return NOT_DONE
     mask = causal_mask(5)
     expected = torch.ones(5, 5, dtype=torch.bool).triu(1)
@@ -57,9 +33,9 @@ def check_causal_mask(causal_mask) -> Feedback:
 
 def check_parameter_count(answer, config) -> Feedback:
     """Exercise 01.2: predict the parameter count of ``config`` by hand before building it."""
-    if _not_done(answer):
+    if not_done(answer):
         return NOT_DONE
-    from .transformer import dense_parameter_formula
+    from ..transformer import dense_parameter_formula
 
     parts = dense_parameter_formula(config)
     truth = sum(parts.values())
@@ -81,7 +57,7 @@ def check_parameter_count(answer, config) -> Feedback:
 
 def check_unigram_loss(answer, corpus) -> Feedback:
     """Exercise 01.3: compute the unigram baseline (nats per byte) yourself from byte counts."""
-    if _not_done(answer):
+    if not_done(answer):
         return NOT_DONE
     truth = corpus.unigram_loss()
     answer = float(answer)

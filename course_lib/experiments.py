@@ -1,0 +1,70 @@
+"""Train once, reuse everywhere: an experiment runner that caches trained models by configuration.
+
+The cache lives in ``.cache/experiments/`` (or ``$COURSE_CACHE``), never committed. The key covers the model
+config, the training config, any extra settings, and a fingerprint of course_lib's source, so a changed config
+or changed library retrains while a re-run of the same notebook is instant. Training is seeded, so a cached
+result is the result a fresh run would give. Used from notebook 02 on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from .data import Corpus
+from .hardware import seed_everything
+from .train import History, TrainConfig, load_checkpoint, read_checkpoint, train
+from .transformer import ModelConfig, Transformer
+
+CACHE_ENV = "COURSE_CACHE"
+LIBRARY_DIR = Path(__file__).resolve().parent
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, LIBRARY_DIR.parent / ".cache")) / "experiments"
+
+
+def library_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(LIBRARY_DIR.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def experiment_key(model_config: ModelConfig, train_config: TrainConfig, extra: dict | None = None) -> str:
+    description = {"model": model_config.to_dict(), "train": asdict(train_config), "extra": extra or {},
+                   "library": library_fingerprint()}
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus: Corpus | None = None,
+                 extra_losses=None, callbacks=(), extra: dict | None = None, device=None,
+                 progress: bool = True) -> tuple[Transformer, History, bool]:
+    """Return (model, history, from_cache) for this configuration, training (seeded) only when not cached.
+
+    extra: a JSON-able description of whatever else shapes the run (balancing method and coefficients...),
+    part of the cache key; the caller passes the matching ``extra_losses`` and ``callbacks``.
+    """
+    path = cache_dir() / f"{experiment_key(model_config, train_config, extra)}.safetensors"
+    seed_everything(train_config.seed)
+    model = Transformer(model_config)
+    if path.exists():
+        try:
+            read_checkpoint(path)
+            _, history = load_checkpoint(path, model)
+            return model.to(device or "cpu"), history, True
+        except ValueError:  # a damaged cache entry is simply retrained
+            path.unlink()
+    history = train(model, corpus or Corpus(), train_config, device=device, extra_losses=extra_losses,
+                    callbacks=callbacks, checkpoint_path=path, progress=progress)
+    return model, history, False
+
+
+def standard_moe_model(*, corpus: Corpus | None = None, progress: bool = True) -> tuple[Transformer, History, bool]:
+    """The course's standard MoE model (notebook 02: STANDARD_MOE FFNs, 400 steps), trained once and cached."""
+    from .moe import STANDARD_MOE
+
+    return train_cached(ModelConfig(moe=STANDARD_MOE), TrainConfig(steps=400, eval_every=100), corpus=corpus,
+                        progress=progress)

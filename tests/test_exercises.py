@@ -1,0 +1,95 @@
+"""The checks must pass the reference solution, say "not done yet" for None, and name the usual mistakes."""
+import math
+
+import pytest
+import torch
+
+from course_lib.exercises import nb01, nb02, nb03
+from course_lib.routing import Router, RouterConfig
+from course_lib.transformer import ModelConfig
+
+
+def test_not_done_is_reported_not_failed(corpus):
+    for feedback in (nb01.check_causal_mask(None), nb01.check_unigram_loss(None, corpus),
+                     nb02.check_combinations(None, n_routed=8, top_k=2), nb03.check_capacity(..., tokens=1, n_experts=1, top_k=1, capacity_factor=1.0)):
+        assert feedback.passed is None and "not done" in repr(feedback)
+
+
+def test_causal_mask_hints():
+    assert nb01.check_causal_mask(lambda n: torch.ones(n, n, dtype=torch.bool).triu(1)).passed
+    assert "diagonal" in nb01.check_causal_mask(lambda n: torch.ones(n, n, dtype=torch.bool).triu(0)).message
+    assert "inverted" in nb01.check_causal_mask(lambda n: ~torch.ones(n, n, dtype=torch.bool).triu(1)).message
+    assert "past" in nb01.check_causal_mask(lambda n: torch.ones(n, n, dtype=torch.bool).tril(-1)).message
+    assert "bool" in nb01.check_causal_mask(lambda n: torch.ones(n, n).triu(1)).message
+
+
+def test_parameter_count_hints():
+    config = ModelConfig(context_length=64, d_model=64, n_layers=2, n_heads=2, ffn_hidden=176)
+    truth = 256 * 64 + 64 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 176 + 2 * 64) + 64
+    assert nb01.check_parameter_count(truth, config).passed
+    assert "tied" in nb01.check_parameter_count(truth + 256 * 64, config).message
+    assert "position" in nb01.check_parameter_count(truth - 64 * 64, config).message
+    assert "three matrices" in nb01.check_parameter_count(truth - 2 * 64 * 176, config).message
+
+
+def test_unigram_hints(corpus):
+    truth = corpus.unigram_loss()
+    assert nb01.check_unigram_loss(truth, corpus).passed
+    assert "bits" in nb01.check_unigram_loss(truth / math.log(2), corpus).message
+    assert "uniform" in nb01.check_unigram_loss(math.log(256), corpus).message
+
+
+def test_route_top_k_hints():
+    def good(logits, k):
+        values, indices = logits.topk(k, dim=-1)
+        return indices, values.softmax(-1)
+
+    def not_renormalised(logits, k):
+        probs = logits.softmax(-1)
+        values, indices = probs.topk(k, dim=-1)
+        return indices, values
+
+    assert nb02.check_route_top_k(good).passed
+    assert "Renormalise" in nb02.check_route_top_k(not_renormalised).message
+    assert "logits" in nb02.check_route_top_k(lambda l, k: l.topk(k, dim=-1)[::-1]).message
+
+
+def test_moe_params_hints():
+    kwargs = dict(d_model=128, n_experts=16, top_k=4, expert_hidden=64, n_shared=2)
+    expert, router = 3 * 128 * 64, 128 * 16
+    assert nb02.check_moe_params(18 * expert + router, 6 * expert + router, **kwargs).passed
+    assert "router" in nb02.check_moe_params(18 * expert, 6 * expert, **kwargs).message
+    assert "shared" in nb02.check_moe_params(16 * expert + router, 4 * expert + router, **kwargs).message
+
+
+def test_combination_hints():
+    assert nb02.check_combinations(math.comb(256, 8), n_routed=256, top_k=8).passed
+    assert "order" in nb02.check_combinations(math.perm(256, 8), n_routed=256, top_k=8).message
+
+
+def test_capacity_hints():
+    kwargs = dict(tokens=4096, n_experts=64, top_k=6, capacity_factor=1.25)
+    assert nb03.check_capacity(480, **kwargs).passed
+    assert "multiply by k" in nb03.check_capacity(80, **kwargs).message
+    assert "round up" in nb03.check_capacity(117, tokens=1000, n_experts=64, top_k=6, capacity_factor=1.25).message
+
+
+def test_v3_weight_hints():
+    def make(normalise, scale):
+        def v3(logits, k, scaling):
+            values, indices = torch.sigmoid(logits).topk(k, dim=-1)
+            values = values / values.sum(-1, keepdim=True) if normalise else values
+            return indices, values * (scaling if scale else 1.0)
+        return v3
+
+    assert nb03.check_v3_weights(make(True, True)).passed
+    assert "scaling factor" in nb03.check_v3_weights(make(True, False)).message
+    assert "do not sum to 1" in nb03.check_v3_weights(make(False, True)).message
+
+
+def test_dropped_fraction_check():
+    router = Router(16, 4, 1, RouterConfig(capacity_factor=0.25))
+    x = torch.randn(64, 16)
+    truth = router(x).dropped_fraction()
+    assert nb03.check_dropped_fraction(truth, router=router, layer_input=x).passed
+    assert "kept" in nb03.check_dropped_fraction(1 - truth, router=router, layer_input=x).message
