@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from .balancing import BalanceConfig
 from .data import Corpus
 from .hardware import seed_everything
 from .train import History, TrainConfig, load_checkpoint, read_checkpoint, train
@@ -40,13 +41,10 @@ def experiment_key(model_config: ModelConfig, train_config: TrainConfig, extra: 
 
 
 def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus: Corpus | None = None,
-                 extra_losses=None, callbacks=(), extra: dict | None = None, device=None,
+                 balance: BalanceConfig | None = None, device=None,
                  progress: bool = True) -> tuple[Transformer, History, bool]:
-    """Return (model, history, from_cache) for this configuration, training (seeded) only when not cached.
-
-    extra: a JSON-able description of whatever else shapes the run (balancing method and coefficients...),
-    part of the cache key; the caller passes the matching ``extra_losses`` and ``callbacks``.
-    """
+    """Return (model, history, from_cache) for this configuration, training (seeded) only when not cached."""
+    extra = {"balance": balance.to_dict()} if balance is not None else None
     path = cache_dir() / f"{experiment_key(model_config, train_config, extra)}.safetensors"
     seed_everything(train_config.seed)
     model = Transformer(model_config)
@@ -57,8 +55,8 @@ def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus
             return model.to(device or "cpu"), history, True
         except ValueError:  # a damaged cache entry is simply retrained
             path.unlink()
-    history = train(model, corpus or Corpus(), train_config, device=device, extra_losses=extra_losses,
-                    callbacks=callbacks, checkpoint_path=path, progress=progress)
+    history = train(model, corpus or Corpus(), train_config, device=device, balance=balance,
+                    checkpoint_path=path, progress=progress)
     return model, history, False
 
 

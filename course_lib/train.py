@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .balancing import BalanceConfig, balance_losses, bias_updater, moe_layers, routing_record
 from .data import Batch, Corpus
 from .hardware import pick_device
 from .transformer import ModelConfig, Transformer
@@ -41,10 +42,11 @@ class TrainConfig:
     eval_every: int = 100  # validate every this many steps and at the last step
     eval_batches: int = 6
     checkpoint_every: int = 0  # 0: only at the end (when a checkpoint path is given)
+    record_every: int = 25  # MoE models: snapshot per-layer routing statistics this often
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches"):
+        for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches", "record_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "checkpoint_every"):
@@ -62,6 +64,7 @@ class History:
     eval_step: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_loss_by_domain: list[dict[str, float]] = field(default_factory=list)
+    routing: list[dict] = field(default_factory=list)  # MoE models: {"step", per-layer "load", "max_violation", ...}
     seconds: float = 0.0  # wall-clock training time, evaluation included
 
     def to_dict(self) -> dict:
@@ -122,11 +125,14 @@ def evaluate(model: nn.Module, batches: list[Batch], domains: tuple[str, ...]) -
 
 
 def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str | torch.device | None = None,
-          extra_losses: ExtraLosses | None = None, callbacks: list[Callback] = (),
-          checkpoint_path: str | Path | None = None, resume: bool = False, progress: bool = True) -> History:
+          balance: BalanceConfig | None = None, extra_losses: ExtraLosses | None = None,
+          callbacks: list[Callback] = (), checkpoint_path: str | Path | None = None, resume: bool = False,
+          progress: bool = True) -> History:
     """Train ``model`` on ``corpus`` and return its History.
 
     device: where to train (default: the course policy, see course_lib.hardware.pick_device).
+    balance: for MoE models, the balance losses to add and the bias update rate (notebook 04). MoE models
+        always get their routing statistics recorded: MaxVio per step, per-layer snapshots every record_every.
     extra_losses: called after each forward pass; returns named, already-weighted terms added to the loss.
     callbacks: called after each optimizer step with a StepInfo; raise StopTraining to stop early.
     checkpoint_path: save here (atomically) every ``checkpoint_every`` steps and at the end.
@@ -140,10 +146,17 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         start_step, history = load_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator)
     eval_set = corpus.eval_batches(n_batches=config.eval_batches, batch_size=config.batch_size, seq_len=config.seq_len)
+    has_moe = bool(moe_layers(model))
+    loss_hooks = [hook for hook in (extra_losses,) if hook is not None]
+    step_hooks = list(callbacks)
+    if balance is not None and has_moe:
+        loss_hooks.append(balance_losses(balance, seq_len=config.seq_len))
+        if balance.bias_update_rate > 0:
+            step_hooks.insert(0, bias_updater(model, balance.bias_update_rate))
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=config.steps, initial=start_step, desc="training", leave=False)
+        bar = tqdm(total=config.steps, initial=start_step, desc="training", leave=False, mininterval=1.0)
     started = time.perf_counter() - history.seconds
     try:
         for step in range(start_step, config.steps):
@@ -153,7 +166,7 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
                                      generator=generator).to(device)
             logits = model(batch.inputs)
             loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
-            terms = extra_losses(model, batch) if extra_losses else {}
+            terms = {name: value for hook in loss_hooks for name, value in hook(model, batch).items()}
             total = loss + sum(terms.values()) if terms else loss
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -166,6 +179,11 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
             for name, value in terms.items():
                 history.extra.setdefault(name, []).append(float(value.detach()))
             done = step + 1
+            if has_moe:
+                record = routing_record(model)  # the load of this step's batch, before the bias moves
+                history.extra.setdefault("max_violation_batch", []).append(sum(record["max_violation"]) / len(record["max_violation"]))
+                if done % config.record_every == 0 or done == 1:
+                    history.routing.append({"step": done, **record})
             if done % config.eval_every == 0 or done == config.steps:
                 val_loss, by_domain = evaluate(model, eval_set, corpus.domains)
                 history.eval_step.append(done)
@@ -173,12 +191,14 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
                 history.val_loss_by_domain.append(by_domain)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                # refresh=False: redraw at most every mininterval; a redraw per step floods the kernel's
+                # message channel with widget updates, which can drop messages under nbval
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             history.seconds = time.perf_counter() - started
             if checkpoint_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
                 save_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator, step=done,
                                 history=history, train_config=config)
-            for callback in callbacks:
+            for callback in step_hooks:
                 callback(StepInfo(done, model, batch, loss.item(), history))
     except StopTraining:
         pass

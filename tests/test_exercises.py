@@ -93,3 +93,19 @@ def test_dropped_fraction_check():
     truth = router(x).dropped_fraction()
     assert nb03.check_dropped_fraction(truth, router=router, layer_input=x).passed
     assert "kept" in nb03.check_dropped_fraction(1 - truth, router=router, layer_input=x).message
+
+
+def test_nb04_hints():
+    from course_lib.exercises import nb04
+
+    def good(probs, indices, n):
+        return n * (torch.bincount(indices.flatten(), minlength=n).float() / indices.numel() * probs.mean(0)).sum()
+
+    assert nb04.check_switch_loss(good).passed
+    assert "number of experts" in nb04.check_switch_loss(lambda p, i, n: good(p, i, n) / n).message
+    assert "T*k" in nb04.check_switch_loss(lambda p, i, n: 2 * good(p, i, n)).message
+    assert nb04.check_bias_update(lambda b, l, u: b + u * torch.sign(l.float().mean() - l.float())).passed
+    assert "flipped" in nb04.check_bias_update(lambda b, l, u: b - u * torch.sign(l.float().mean() - l.float())).message
+    assert "proportional" in nb04.check_bias_update(lambda b, l, u: b + u * (l.float().mean() - l.float())).message
+    assert nb04.check_max_violation(2.0, [30, 10, 10, 10, 20, 0, 0, 0]).passed
+    assert "subtract the mean" in nb04.check_max_violation(3.0, [30, 10, 10, 10, 20, 0, 0, 0]).message

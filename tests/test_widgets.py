@@ -45,3 +45,21 @@ def test_attention_viewer_and_routing_explorer_draw():
     explorer.controls["n_group"].value = 4
     explorer.controls["capacity_factor"].value = 0.5
     assert bytes(explorer.output.value) != first
+
+
+def test_balancing_lab_runs_live_and_stops(corpus):
+    from course_lib.train import TrainConfig
+
+    config = ModelConfig(context_length=16, d_model=32, n_layers=1, n_heads=2, ffn_hidden=32,
+                         moe=dict(n_experts=4, top_k=2, expert_hidden=16))
+    lab = widgets.balancing_lab(corpus, model_config=config,
+                                train_config=TrainConfig(steps=30, batch_size=4, seq_len=16, eval_every=30, eval_batches=1))
+    lab.controls["run"].click()
+    lab.state["thread"].join(timeout=60)
+    assert "done: validation loss" in lab.status.value and bytes(lab.output.value).startswith(b"\x89PNG")
+    long = TrainConfig(steps=100_000, batch_size=4, seq_len=16, eval_every=100_000, eval_batches=1)
+    lab = widgets.balancing_lab(corpus, model_config=config, train_config=long)
+    lab.controls["run"].click()
+    lab.controls["stop"].click()
+    lab.state["thread"].join(timeout=60)
+    assert not lab.state["thread"].is_alive() and "stopped" in lab.status.value
