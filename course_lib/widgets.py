@@ -259,3 +259,45 @@ def balancing_lab(corpus, *, model_config, train_config) -> widgets.VBox:
     box.output, box.status, box.state = plot, status, state
     return box
 
+
+EXPERT_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+                  "#9c755f", "#bab0ac")
+
+
+def expert_colouring(model: Transformer, texts: dict[str, str]) -> widgets.VBox:
+    """Type or pick a text: every byte coloured by its top expert, one line per MoE layer (notebook 05)."""
+    from .balancing import moe_layers
+
+    text = widgets.Textarea(value=next(iter(texts.values())), description="text", layout=widgets.Layout(width="90%"))
+    pick = widgets.Dropdown(options=list(texts.items()), description="examples")
+    output = _text_view()
+
+    @torch.no_grad()
+    def draw(_=None):
+        tokens = encode(text.value)[: model.config.context_length]
+        if tokens.numel() == 0:
+            output.value = "<i>type some text</i>"
+            return
+        was_training = model.training
+        model.eval()
+        model(tokens[None].to(next(model.parameters()).device))
+        model.train(was_training)
+        rows = []
+        for layer_id, layer in enumerate(moe_layers(model)):
+            top = layer.last_routing.indices[:, 0].tolist()  # each byte's first (highest-weight) expert
+            spans = "".join(
+                f"<span title='expert {e}' style='background:{EXPERT_COLOURS[e % len(EXPERT_COLOURS)]};color:white;"
+                f"font-family:monospace;padding:1px'>{html.escape(_show_byte(t))}</span>"
+                for t, e in zip(tokens.tolist(), top))
+            rows.append(f"<div style='margin:4px 0'><b>layer {layer_id}</b> {spans}</div>")
+        legend = " ".join(f"<span style='background:{EXPERT_COLOURS[e % len(EXPERT_COLOURS)]};color:white;padding:1px 4px'>"
+                          f"{e}</span>" for e in range(moe_layers(model)[0].n_experts))
+        output.value = "".join(rows) + f"<div>experts: {legend}</div>"
+
+    pick.observe(lambda change: setattr(text, "value", change["new"]), names="value")
+    text.observe(draw, names="value")
+    box = widgets.VBox([pick, text, output])
+    box.controls = dict(text=text, pick=pick)
+    box.output = output
+    draw()
+    return box

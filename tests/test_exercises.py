@@ -109,3 +109,16 @@ def test_nb04_hints():
     assert "proportional" in nb04.check_bias_update(lambda b, l, u: b + u * (l.float().mean() - l.float())).message
     assert nb04.check_max_violation(2.0, [30, 10, 10, 10, 20, 0, 0, 0]).passed
     assert "subtract the mean" in nb04.check_max_violation(3.0, [30, 10, 10, 10, 20, 0, 0, 0]).message
+
+
+def test_nb05_hints():
+    from course_lib.exercises import nb05
+
+    assert nb05.check_fine_grained_hidden(44, expert_hidden=176, split=4).passed
+    assert "smaller" in nb05.check_fine_grained_hidden(704, expert_hidden=176, split=4).message
+    kwargs = dict(eval_steps=[10, 20, 30], val_losses=[3.0, 2.5, 2.0], target=2.6, tokens_per_step=100)
+    assert nb05.check_tokens_to_reach(2000, **kwargs).passed
+    assert "in steps" in nb05.check_tokens_to_reach(20, **kwargs).message
+    usage = torch.tensor([[[0.1, 0.5], [0.7, 0.2], [0.2, 0.3]]])
+    assert nb05.check_busiest_domain("code", usage_by_domain=usage, domains=("prose", "code", "arithmetic"), layer=0, expert=0).passed
+    assert not nb05.check_busiest_domain("prose", usage_by_domain=usage, domains=("prose", "code", "arithmetic"), layer=0, expert=0).passed

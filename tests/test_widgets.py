@@ -63,3 +63,14 @@ def test_balancing_lab_runs_live_and_stops(corpus):
     lab.controls["stop"].click()
     lab.state["thread"].join(timeout=60)
     assert not lab.state["thread"].is_alive() and "stopped" in lab.status.value
+
+
+def test_expert_colouring_follows_the_text():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(context_length=32, d_model=32, n_layers=2, n_heads=2, ffn_hidden=32,
+                                    moe={**STANDARD_MOE, "expert_hidden": 16}))
+    box = widgets.expert_colouring(model, {"a": "abc", "b": "12 + 3"})
+    first = box.output.value
+    assert first.count("layer ") == 2 and "title='expert" in first
+    box.controls["pick"].value = "12 + 3"
+    assert box.controls["text"].value == "12 + 3" and box.output.value != first
