@@ -66,3 +66,21 @@ def standard_moe_model(*, corpus: Corpus | None = None, progress: bool = True) -
 
     return train_cached(ModelConfig(moe=STANDARD_MOE), TrainConfig(steps=400, eval_every=100), corpus=corpus,
                         progress=progress)
+
+
+def mini_deepseek_config(version: str = "v4", *, mtp: bool = True) -> ModelConfig:
+    """The course model composed the DeepSeek way (notebook 08), at the FFN compute of the dense baseline.
+
+    Both versions: 1 shared + 32 fine-grained routed experts of width 44, top-7 (active width 8 x 44 = 352),
+    renormalised top-k weights with a routed scaling factor, and (with ``mtp``) a depth-1 MTP module.
+    v3: sigmoid gate, scaling 2.5, group-limited routing (4 groups, a token may use 2).
+    v4: sqrt(softplus) gate, scaling 1.5, no group limit, the first MoE layer hash-routed.
+    Balance it with BalanceConfig(bias_update_rate=..., sequence_loss=1e-4), as V3 and V4 do.
+    """
+    routers = {"v3": dict(score="sigmoid", normalize=True, routed_scaling=2.5, n_group=4, topk_group=2),
+               "v4": dict(score="sqrt_softplus", normalize=True, routed_scaling=1.5)}
+    if version not in routers:
+        raise ValueError(f"version must be 'v3' or 'v4', got {version!r}")
+    moe = dict(n_experts=32, top_k=7, expert_hidden=44, n_shared=1, router=routers[version], dispatch="grouped",
+               hash_layers=1 if version == "v4" else 0)
+    return ModelConfig(moe=moe, mtp_depth=1 if mtp else 0)

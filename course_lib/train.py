@@ -167,6 +167,9 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
             logits = model(batch.inputs)
             loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
             terms = {name: value for hook in loss_hooks for name, value in hook(model, batch).items()}
+            if getattr(model, "mtp", None) is not None:
+                terms["mtp_loss"] = model.config.mtp_loss_weight * model.mtp.loss(model, model.last_hidden,
+                                                                                  batch.inputs, batch.targets)
             total = loss + sum(terms.values()) if terms else loss
             optimizer.zero_grad(set_to_none=True)
             total.backward()

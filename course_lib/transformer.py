@@ -26,12 +26,16 @@ class ModelConfig:
     n_heads: int = 4
     ffn_hidden: int = 352  # SwiGLU hidden width; about 8/3 * d_model keeps the FFN near the usual 8 d^2 params
     moe: dict | None = field(default=None)  # MoE settings for the FFN (notebook 02); None = dense everywhere
+    mtp_depth: int = 0  # 1 adds DeepSeek-V3's multi-token-prediction module (notebook 08)
+    mtp_loss_weight: float = 0.3  # its loss weight in training (V3: 0.3, later 0.1)
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "ffn_hidden"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if self.mtp_depth not in (0, 1):
+            raise ValueError(f"mtp_depth must be 0 or 1 (the course implements V3's depth-1 MTP), got {self.mtp_depth}")
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: each head gets "
@@ -139,6 +143,12 @@ class Transformer(nn.Module):
         self.final_norm = RMSNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.head.weight = self.token_embedding.weight  # weight tying: one matrix for bytes in and out
+        self.mtp = None
+        if config.mtp_depth:
+            from .mtp import MTPModule  # imported here: the MTP module builds on this one
+
+            self.mtp = MTPModule(config)
+        self.last_hidden: torch.Tensor | None = None  # the last block's output, for the MTP loss
         self.apply(self._init_weights)
         for name, parameter in self.named_parameters():
             if name.endswith(("attn.out.weight", "down.weight")):  # residual projections, scaled as in GPT-2
@@ -163,6 +173,7 @@ class Transformer(nn.Module):
         x = self.token_embedding(inputs) + self.position_embedding(positions)  # (batch, seq, d_model)
         for block in self.blocks:
             x = block(x, inputs)
+        self.last_hidden = x
         return self.head(self.final_norm(x))
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -122,3 +122,16 @@ def test_nb05_hints():
     usage = torch.tensor([[[0.1, 0.5], [0.7, 0.2], [0.2, 0.3]]])
     assert nb05.check_busiest_domain("code", usage_by_domain=usage, domains=("prose", "code", "arithmetic"), layer=0, expert=0).passed
     assert not nb05.check_busiest_domain("prose", usage_by_domain=usage, domains=("prose", "code", "arithmetic"), layer=0, expert=0).passed
+
+
+def test_nb08_hints():
+    from course_lib.anatomy import load_config
+    from course_lib.exercises import nb08
+
+    v3 = load_config("deepseek-ai--DeepSeek-V3")
+    assert nb08.check_mla_cache(61 * 576 * 2, v3).passed
+    assert "2 bytes" in nb08.check_mla_cache(61 * 576, v3).message
+    assert "rope key" in nb08.check_mla_cache(61 * 512 * 2, v3).message
+    assert nb08.check_routed_share(0.974, v3).passed and "percentage" in nb08.check_routed_share(97.4, v3).message
+    assert nb08.check_claim_verdict("unsupported", "unsupported", "x: y").passed
+    assert not nb08.check_claim_verdict("supported", "unsupported", "x: y").passed

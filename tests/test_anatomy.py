@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from course_lib.anatomy import count_params, flops_per_token, kv_cache_bytes_per_token, load_config, moe_params
+from course_lib.experiments import mini_deepseek_config
+from course_lib.train import TrainConfig, train
+from course_lib.transformer import ModelConfig, Transformer
+
+PUBLISHED = {"deepseek-ai--DeepSeek-V3": (671e9, 37e9), "mistralai--Mixtral-8x7B-v0.1": (46.7e9, 12.9e9),
+             "Qwen--Qwen3-30B-A3B": (30.5e9, 3.3e9)}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_totals_match_published_within_one_percent(name):
+    count = count_params(load_config(name))
+    total, active = PUBLISHED[name]
+    assert abs(count.total / total - 1) < 0.01
+    assert abs(count.active / active - 1) < 0.02  # published active figures are 2-3 significant digits
+    assert sum(count.breakdown.values()) == count.total
+
+
+def test_deepseek_v3_details():
+    count = count_params(load_config("deepseek-ai--DeepSeek-V3"))
+    assert count.breakdown["dense FFN layers"] == 3 * 3 * 7168 * 18432
+    assert count.breakdown["routed experts"] == 58 * 256 * 3 * 7168 * 2048
+    assert 11e9 < count.mtp < 12e9 and count.mtp + 2 * 129280 * 7168 == pytest.approx(14e9, rel=0.05)  # "14B MTP"
+
+
+def test_kv_cache_mla_vs_mha_and_gqa():
+    v3 = load_config("deepseek-ai--DeepSeek-V3")
+    assert kv_cache_bytes_per_token(v3) == 61 * 576 * 2
+    assert kv_cache_bytes_per_token(v3, attention="mha") == 61 * 128 * (128 + 64 + 128) * 2
+    mixtral = load_config("mistralai--Mixtral-8x7B-v0.1")
+    assert kv_cache_bytes_per_token(mixtral) == 32 * 2 * 8 * 128 * 2
+    assert flops_per_token(v3) > 2 * 35e9
+
+
+def test_unknown_type_and_missing_field_are_named():
+    with pytest.raises(ValueError, match="unknown model_type 'llama'"):
+        count_params({"model_type": "llama"})
+    config = load_config("mistralai--Mixtral-8x7B-v0.1")
+    del config["num_key_value_heads"]
+    with pytest.raises(ValueError, match="'num_key_value_heads'"):
+        count_params(config)
+    with pytest.raises(ValueError, match="deepseek_v4.*moe_params"):
+        count_params(load_config("deepseek-ai--DeepSeek-V4-Flash"))
+    assert 276e9 < moe_params(load_config("deepseek-ai--DeepSeek-V4-Flash"))["routed experts"] < 278e9
+
+
+def test_mtp_loss_shape_and_gradient():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(context_length=16, d_model=32, n_layers=2, n_heads=2, ffn_hidden=32, mtp_depth=1))
+    inputs, targets = torch.randint(256, (3, 16)), torch.randint(256, (3, 16))
+    model(inputs)
+    loss = model.mtp.loss(model, model.last_hidden, inputs, targets)
+    assert loss.dim() == 0
+    loss.backward()
+    assert model.mtp.project.weight.grad.abs().sum() > 0 and model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="mtp_depth"):
+        ModelConfig(mtp_depth=2)
+
+
+def test_mini_deepseek_loss_falls_on_a_short_seeded_run(corpus):
+    from course_lib.balancing import BalanceConfig
+    import dataclasses
+
+    config = dataclasses.replace(mini_deepseek_config("v4"), context_length=32, d_model=48, n_layers=2, n_heads=2, ffn_hidden=96)
+    config.moe["expert_hidden"] = 12
+    torch.manual_seed(0)
+    model = Transformer(config)
+    assert model.blocks[0].ffn.router.config.kind == "hash" and model.mtp is not None
+    history = train(model, corpus, TrainConfig(steps=60, batch_size=8, seq_len=32, eval_every=30, eval_batches=2),
+                    balance=BalanceConfig(bias_update_rate=0.01, sequence_loss=1e-4), progress=False)
+    assert history.val_loss[-1] < history.val_loss[0] and "mtp_loss" in history.extra and "sequence_loss" in history.extra
+    v3 = mini_deepseek_config("v3")
+    assert v3.moe["router"]["n_group"] == 4 and v3.moe["router"]["score"] == "sigmoid"
