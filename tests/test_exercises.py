@@ -135,3 +135,16 @@ def test_nb08_hints():
     assert nb08.check_routed_share(0.974, v3).passed and "percentage" in nb08.check_routed_share(97.4, v3).message
     assert nb08.check_claim_verdict("unsupported", "unsupported", "x: y").passed
     assert not nb08.check_claim_verdict("supported", "unsupported", "x: y").passed
+
+
+def test_nb06_hints():
+    from course_lib.exercises import nb06
+
+    kwargs = dict(batch=32, d_model=7168, expert_hidden=2048, bytes_per_weight=2)
+    assert nb06.check_decode_intensity(32.0, **kwargs).passed
+    assert "one token" in nb06.check_decode_intensity(1.0, **kwargs).message
+    assert nb06.check_fp4_size(277e9 * 4.25 / 8 / 1e9, parameters=277e9).passed
+    assert "scale" in nb06.check_fp4_size(277e9 * 0.5 / 1e9, parameters=277e9).message
+    days = 3.29e24 / (148e12 * 0.33 * 2048) / 86400
+    assert nb06.check_training_days(days, flops=3.29e24, peak_flops=148e12, utilisation=0.33, gpus=2048).passed
+    assert "hours" in nb06.check_training_days(days * 24, flops=3.29e24, peak_flops=148e12, utilisation=0.33, gpus=2048).message

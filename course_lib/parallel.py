@@ -1,0 +1,165 @@
+"""Expert parallelism for real: an MoE layer whose experts are sharded over processes (notebook 06).
+
+Every rank holds the router (replicated) and ``n_experts / world_size`` experts, and routes its own tokens.
+Dispatch: each token-expert pair is sent to the rank that owns the expert with one ``all_to_all_single`` (rows,
+plus the expert ids and weights); the owner runs its experts; a second ``all_to_all_single`` sends the results
+back, where they are combined. gloo on CPU, nccl on GPUs: the same code. The exchange goes through
+the differentiable ``all_to_all_single_autograd`` of torch's functional collectives, so backward works too.
+
+Launch from the command line (one machine, 4 processes; add --nnodes/--node-rank/--rdzv-endpoint for several):
+    torchrun --standalone --nproc-per-node=4 -m course_lib.parallel
+or from Python/a notebook with ``run_expert_parallel(world_size=4)`` (torch.multiprocessing.spawn).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from .moe import MoE
+
+BACKENDS = ("gloo", "nccl")
+
+
+def check_layout(n_experts: int, world_size: int) -> int:
+    """Experts per rank; a clear error when the experts cannot be split evenly."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if n_experts % world_size:
+        raise ValueError(f"n_experts={n_experts} is not divisible by world_size={world_size}: every rank must hold "
+                         f"the same number of experts; pick a world_size among the divisors of {n_experts}")
+    return n_experts // world_size
+
+
+def _exchange(tensor: torch.Tensor, send_counts: list[int], receive_counts: list[int]) -> torch.Tensor:
+    """Differentiable all-to-all: rows [sum(send[:r]), sum(send[:r+1])) go to rank r."""
+    from torch.distributed._functional_collectives import all_to_all_single_autograd, wait_tensor
+
+    return wait_tensor(all_to_all_single_autograd(tensor.contiguous(), receive_counts, send_counts, dist.group.WORLD))
+
+
+def expert_parallel_forward(moe: MoE, x: torch.Tensor, *, rank: int, world_size: int,
+                            stats: dict | None = None) -> torch.Tensor:
+    """The MoE layer on this rank's tokens ``x`` (tokens, d), with experts sharded over ``world_size`` ranks.
+
+    ``moe`` holds the full layer (same weights on every rank); rank r computes only experts
+    [r * E/W, (r + 1) * E/W). stats, if given, receives the bytes this rank sent.
+    """
+    per_rank = check_layout(moe.n_experts, world_size)
+    routing = moe.route(x)
+    kept = routing.kept_mask().flatten()
+    k = routing.indices.shape[1]
+    expert = routing.indices.flatten()[kept]
+    token = (torch.arange(kept.numel(), device=x.device) // k)[kept]
+    weight = routing.weights.flatten()[kept]
+    order = expert.argsort(stable=True)  # sorted by expert, hence by destination rank
+    expert, token, weight = expert[order], token[order], weight[order]
+    send_counts = torch.bincount(expert // per_rank, minlength=world_size)
+    receive_counts = torch.empty_like(send_counts)
+    dist.all_to_all_single(receive_counts, send_counts)  # how many rows each rank will send us
+    send, receive = send_counts.tolist(), receive_counts.tolist()
+    rows = _exchange(x.index_select(0, token), send, receive)  # (received pairs, d)
+    their_expert = _exchange(expert.unsqueeze(1).float(), send, receive).squeeze(1).long()
+    their_weight = _exchange(weight.unsqueeze(1), send, receive).squeeze(1)
+    outputs = torch.zeros_like(rows)
+    for local in range(per_rank):
+        e = rank * per_rank + local
+        mine = torch.nonzero(their_expert == e).flatten()
+        if mine.numel():
+            out = moe._swiglu(rows.index_select(0, mine), moe.w_gate_up[e], moe.w_down[e], their_weight[mine])
+            outputs = outputs.index_add(0, mine, out)
+    returned = _exchange(outputs, receive, send)  # results back to the token owners, in our send order
+    y = torch.zeros_like(x).index_add(0, token, returned)
+    if moe.shared is not None:
+        y = y + moe.shared(x)
+    if stats is not None:
+        row_bytes = x.shape[1] * x.element_size()
+        stats["bytes_sent"] = sum(c for r, c in enumerate(send) if r != rank) * (2 * row_bytes + 8)
+    return y
+
+
+def init_process_group(rank: int, world_size: int, *, backend: str = "gloo", port: int = 29512) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} (gloo for CPUs, nccl for NVIDIA GPUs), got {backend!r}")
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise ValueError("backend 'nccl' needs CUDA GPUs, and none is available here; use backend='gloo'")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(port))
+    dist.init_process_group(backend, rank=rank, world_size=world_size)
+
+
+def _worker(rank: int, world_size: int, settings: dict, out_dir: str) -> None:
+    """One process: build the layer from a shared seed, run forward and backward on its share of the tokens."""
+    init_process_group(rank, world_size, backend=settings["backend"], port=settings["port"])
+    torch.manual_seed(0)
+    moe = MoE(**settings["moe"])
+    x_all = torch.randn(settings["tokens"] * world_size, settings["moe"]["d_model"], generator=torch.Generator().manual_seed(1))
+    x = x_all.chunk(world_size)[rank].clone().requires_grad_(True)
+    stats = {}
+    y = expert_parallel_forward(moe, x, rank=rank, world_size=world_size, stats=stats)
+    (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+    grads = {n: p.grad for n, p in moe.named_parameters() if p.grad is not None}
+    for name in sorted(grads):  # each rank holds the gradient of its own tokens: sum them, as data parallel does
+        dist.all_reduce(grads[name])
+    torch.save({"y": y.detach(), "x_grad": x.grad, "grads": grads, "stats": stats}, Path(out_dir) / f"rank{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def run_expert_parallel(*, world_size: int, moe: dict | None = None, tokens: int = 64, backend: str = "gloo",
+                        port: int = 29512) -> dict:
+    """Spawn ``world_size`` processes; return per-rank outputs, input gradients, summed parameter grads, bytes sent."""
+    import torch.multiprocessing as mp
+
+    settings = {"moe": moe or dict(d_model=32, n_experts=8, top_k=2, expert_hidden=16), "tokens": tokens,
+                "backend": backend, "port": port}
+    check_layout(settings["moe"]["n_experts"], world_size)
+    with tempfile.TemporaryDirectory() as out_dir:
+        mp.spawn(_worker, args=(world_size, settings, out_dir), nprocs=world_size, join=True)
+        results = [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
+    return {"y": torch.cat([r["y"] for r in results]), "x_grad": torch.cat([r["x_grad"] for r in results]),
+            "grads": results[0]["grads"], "bytes_sent": [r["stats"]["bytes_sent"] for r in results]}
+
+
+def single_process_reference(*, moe: dict | None = None, tokens: int = 64, world_size: int = 1) -> dict:
+    """The same layer, tokens and loss in one process, to compare with run_expert_parallel."""
+    moe = moe or dict(d_model=32, n_experts=8, top_k=2, expert_hidden=16)
+    torch.manual_seed(0)
+    layer = MoE(**moe)
+    x = torch.randn(tokens * world_size, moe["d_model"], generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    y = torch.cat([layer(chunk) for chunk in x.chunk(world_size)])  # routing (and capacity) per rank's tokens
+    ramps = torch.cat([torch.linspace(-1, 1, c.numel()).view_as(c) for c in y.chunk(world_size)])
+    (y * ramps).sum().backward()
+    return {"y": y.detach(), "x_grad": x.grad, "grads": {n: p.grad for n, p in layer.named_parameters() if p.grad is not None}}
+
+
+def main() -> None:
+    """Entry point for torchrun: every process runs this; RANK and WORLD_SIZE come from the environment."""
+    parser = argparse.ArgumentParser(description="Run and check an expert-parallel MoE layer under torchrun.")
+    parser.add_argument("--backend", default="gloo", choices=BACKENDS)
+    parser.add_argument("--tokens", type=int, default=64)
+    args = parser.parse_args()
+    dist.init_process_group(args.backend)
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    moe = MoE(d_model=32, n_experts=8, top_k=2, expert_hidden=16)
+    x_all = torch.randn(args.tokens * world_size, 32, generator=torch.Generator().manual_seed(1))
+    stats = {}
+    with torch.no_grad():
+        y = expert_parallel_forward(moe, x_all.chunk(world_size)[rank], rank=rank, world_size=world_size, stats=stats)
+        expected = moe(x_all.chunk(world_size)[rank])
+    error = (y - expected).abs().max().item()
+    print(f"rank {rank}/{world_size}: max difference from the single-process layer {error:.1e}, "
+          f"sent {stats['bytes_sent']:,} bytes", flush=True)
+    dist.destroy_process_group()
+    if error > 1e-5:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from course_lib.moe import MoE
+from course_lib.numerics import fp4_error_bound, moe_forward_numpy, numpy_weights, quantize_fp4_blockwise
+from course_lib.parallel import check_layout, init_process_group, run_expert_parallel, single_process_reference
+from course_lib.routing import PRESETS
+
+
+@pytest.mark.parametrize("preset", ["softmax", "mixtral", "deepseek_v3", "deepseek_v4"])
+def test_numpy_reference_equals_torch(preset):
+    torch.manual_seed(0)
+    moe = MoE(16, 8, 2, 12, n_shared=1, router=PRESETS[preset]).eval()
+    moe.router.bias[:] = torch.linspace(-0.1, 0.1, 8)
+    x = torch.randn(20, 16)
+    with torch.no_grad():
+        expected = moe(x).numpy()
+    assert np.allclose(moe_forward_numpy(x.numpy(), **numpy_weights(moe)), expected, atol=1e-5)
+
+
+def test_fp4_round_trip_within_the_stated_bound():
+    torch.manual_seed(0)
+    w = torch.randn(64, 128) * 0.05
+    q, scale = quantize_fp4_blockwise(w)
+    assert scale.shape == (64, 4)
+    assert torch.all((w - q).abs() <= fp4_error_bound(w) + 1e-12)
+    values = (q.reshape(64, 4, 32) / scale.unsqueeze(-1)).abs().unique()
+    assert set(values.tolist()) <= {0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0}
+    assert torch.equal(quantize_fp4_blockwise(q)[0], q)  # already representable: unchanged
+    w2 = torch.randn(96, 48)
+    q2, _ = quantize_fp4_blockwise(w2, dim=0)
+    assert torch.all((w2 - q2).abs() <= fp4_error_bound(w2, dim=0) + 1e-12)
+    with pytest.raises(ValueError, match="multiple of the block size 32"):
+        quantize_fp4_blockwise(torch.randn(3, 33))
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_expert_parallel_equals_single_process_forward_and_backward(world_size):
+    result = run_expert_parallel(world_size=world_size, port=29600 + world_size)
+    reference = single_process_reference(world_size=world_size)
+    assert torch.allclose(result["y"], reference["y"], atol=1e-6)
+    assert torch.allclose(result["x_grad"], reference["x_grad"], atol=1e-6)
+    for name, grad in reference["grads"].items():
+        assert torch.allclose(result["grads"][name], grad, atol=1e-5), name
+    assert all(b > 0 for b in result["bytes_sent"])
+
+
+def test_bad_parallel_settings():
+    with pytest.raises(ValueError, match="world_size must be >= 1"):
+        check_layout(8, 0)
+    with pytest.raises(ValueError, match="not divisible by world_size=3"):
+        check_layout(8, 3)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        init_process_group(0, 1, backend="mpi")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="nccl.*gloo"):
+            init_process_group(0, 1, backend="nccl")
