@@ -190,8 +190,8 @@ def capture_ffn_inputs(model: nn.Module, inputs: torch.Tensor) -> list[torch.Ten
     Notebook 03 re-routes these real hidden states with other gates to compare routers on the same tokens.
     """
     captured: list[torch.Tensor] = []
-    hooks = [block.ffn.register_forward_pre_hook(lambda module, args, kwargs=None: captured.append(args[0].detach()),
-                                                 with_kwargs=False) for block in model.blocks]
+    hooks = [block.ffn.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
+             for block in model.blocks]
     try:
         model(inputs)
     finally:

@@ -93,12 +93,20 @@ def init_process_group(rank: int, world_size: int, *, backend: str = "gloo", por
     dist.init_process_group(backend, rank=rank, world_size=world_size)
 
 
+DEFAULT_MOE = dict(d_model=32, n_experts=8, top_k=2, expert_hidden=16)
+
+
+def _layer_and_tokens(moe: dict, tokens: int, world_size: int) -> tuple[MoE, torch.Tensor]:
+    """The same layer and the same (tokens * world_size, d) inputs in every process, from fixed seeds."""
+    torch.manual_seed(0)
+    layer = MoE(**moe)
+    return layer, torch.randn(tokens * world_size, moe["d_model"], generator=torch.Generator().manual_seed(1))
+
+
 def _worker(rank: int, world_size: int, settings: dict, out_dir: str) -> None:
     """One process: build the layer from a shared seed, run forward and backward on its share of the tokens."""
     init_process_group(rank, world_size, backend=settings["backend"], port=settings["port"])
-    torch.manual_seed(0)
-    moe = MoE(**settings["moe"])
-    x_all = torch.randn(settings["tokens"] * world_size, settings["moe"]["d_model"], generator=torch.Generator().manual_seed(1))
+    moe, x_all = _layer_and_tokens(settings["moe"], settings["tokens"], world_size)
     x = x_all.chunk(world_size)[rank].clone().requires_grad_(True)
     stats = {}
     y = expert_parallel_forward(moe, x, rank=rank, world_size=world_size, stats=stats)
@@ -116,7 +124,7 @@ def run_expert_parallel(*, world_size: int, moe: dict | None = None, tokens: int
     """Spawn ``world_size`` processes; return per-rank outputs, input gradients, summed parameter grads, bytes sent."""
     import torch.multiprocessing as mp
 
-    settings = {"moe": moe or dict(d_model=32, n_experts=8, top_k=2, expert_hidden=16), "tokens": tokens,
+    settings = {"moe": moe or DEFAULT_MOE, "tokens": tokens,
                 "backend": backend, "port": port}
     check_layout(settings["moe"]["n_experts"], world_size)
     with tempfile.TemporaryDirectory() as out_dir:
@@ -128,10 +136,8 @@ def run_expert_parallel(*, world_size: int, moe: dict | None = None, tokens: int
 
 def single_process_reference(*, moe: dict | None = None, tokens: int = 64, world_size: int = 1) -> dict:
     """The same layer, tokens and loss in one process, to compare with run_expert_parallel."""
-    moe = moe or dict(d_model=32, n_experts=8, top_k=2, expert_hidden=16)
-    torch.manual_seed(0)
-    layer = MoE(**moe)
-    x = torch.randn(tokens * world_size, moe["d_model"], generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    layer, x = _layer_and_tokens(moe or DEFAULT_MOE, tokens, world_size)
+    x.requires_grad_(True)
     y = torch.cat([layer(chunk) for chunk in x.chunk(world_size)])  # routing (and capacity) per rank's tokens
     ramps = torch.cat([torch.linspace(-1, 1, c.numel()).view_as(c) for c in y.chunk(world_size)])
     (y * ramps).sum().backward()
@@ -146,9 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     dist.init_process_group(args.backend)
     rank, world_size = dist.get_rank(), dist.get_world_size()
-    torch.manual_seed(0)
-    moe = MoE(d_model=32, n_experts=8, top_k=2, expert_hidden=16)
-    x_all = torch.randn(args.tokens * world_size, 32, generator=torch.Generator().manual_seed(1))
+    moe, x_all = _layer_and_tokens(DEFAULT_MOE, args.tokens, world_size)
     stats = {}
     with torch.no_grad():
         y = expert_parallel_forward(moe, x_all.chunk(world_size)[rank], rank=rank, world_size=world_size, stats=stats)

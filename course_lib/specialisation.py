@@ -12,7 +12,7 @@ import re
 import torch
 import torch.nn as nn
 
-from .balancing import moe_layers
+from .balancing import moe_layers, routing_entropy
 from .data import Corpus
 
 TOKEN_CLASSES = ("digit", "whitespace", "punctuation", "letter", "python keyword")
@@ -66,8 +66,7 @@ def expert_usage(model: nn.Module, corpus: Corpus, *, batches: int = 6, batch_si
                     1, routing.indices, kept.float())  # (tokens, experts) assignments
                 by_domain[layer_id, domain_id] += one_hot.sum(0)
                 by_class[layer_id].index_add_(0, classes.clamp_min(0), one_hot * (classes >= 0).unsqueeze(1))
-                p = routing.scores / routing.scores.sum(-1, keepdim=True)
-                entropy[layer_id, domain_id] += -(p * p.clamp_min(1e-12).log()).sum(-1).mean() / batches
+                entropy[layer_id, domain_id] += routing_entropy(routing.scores) / batches
     model.train(was_training)
     return {"domain": by_domain / by_domain.sum(-1, keepdim=True),
             "class": by_class / by_class.sum(-1, keepdim=True).clamp_min(1), "entropy": entropy}

@@ -12,7 +12,7 @@ import torch
 
 from .data import decode, encode
 from .plots import plot_attention
-from .transformer import Transformer, generate
+from .transformer import ModelConfig, Transformer, generate
 
 
 # Outputs are widget values (HTML text, PNG images), not captured prints: they live in the widget state, so they
@@ -111,7 +111,7 @@ def moe_calculator(*, d_model: int = 128) -> widgets.VBox:
         top_k.max = n_experts.value
         cost = moe_cost(d_model=d_model, n_experts=n_experts.value, top_k=top_k.value,
                         expert_hidden=expert_hidden.value, n_shared=n_shared.value)
-        dense = 3 * d_model * 352  # the course's dense SwiGLU FFN
+        dense = 3 * d_model * ModelConfig().ffn_hidden  # the course's dense SwiGLU FFN
         _set_text(output, "\n".join([
             f"total parameters     {cost.total_params:>14,}  ({cost.total_params / dense:.1f}x the dense FFN)",
             f"active per token     {cost.active_params:>14,}  ({cost.active_params / cost.total_params:.1%} of total)",
@@ -198,7 +198,6 @@ def balancing_lab(corpus, *, model_config, train_config) -> widgets.VBox:
 
     from .balancing import BalanceConfig
     from .train import StopTraining, train
-    from .transformer import Transformer
 
     methods = {"none": None, "aux loss (alpha)": "aux_loss", "z-loss": "z_loss",
                "loss-free bias (rate u)": "bias_update_rate", "sequence-wise loss": "sequence_loss"}

@@ -54,7 +54,7 @@ def check_moe_params(total, active, *, d_model: int, n_experts: int, top_k: int,
         hints.append("include the router (d_model x n_experts), which every token uses")
     if total == cost.total_params - n_shared * expert or active == cost.active_params - n_shared * expert:
         hints.append("include the shared experts: stored once, used by every token")
-    if total in (n_experts * 2 * d_model * expert_hidden + router, ) or active == top_k * 2 * d_model * expert_hidden + router:
+    if total == n_experts * 2 * d_model * expert_hidden + router or active == top_k * 2 * d_model * expert_hidden + router:
         hints.append("a SwiGLU expert has three matrices (gate, up, down)")
     if active == cost.total_params or total == cost.active_params:
         hints.append("total counts every expert; active only the top_k routed ones plus the shared ones")
