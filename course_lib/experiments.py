@@ -16,7 +16,8 @@ from pathlib import Path
 from .balancing import BalanceConfig
 from .data import Corpus
 from .hardware import seed_everything
-from .train import History, TrainConfig, load_checkpoint, read_checkpoint, train
+from .checkpoints import load_checkpoint, read_checkpoint
+from .train import History, TrainConfig, train
 from .transformer import ModelConfig, Transformer
 
 CACHE_ENV = "COURSE_CACHE"
@@ -52,7 +53,7 @@ def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus
         try:
             read_checkpoint(path)
             _, history = load_checkpoint(path, model)
-            return model.to(device or "cpu"), history, True
+            return model.to(device or "cpu"), History(**history), True
         except ValueError:  # a damaged cache entry is simply retrained
             path.unlink()
     history = train(model, corpus or Corpus(), train_config, device=device, balance=balance,

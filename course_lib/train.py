@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warm-up + cosine schedule, clipping, periodic validation, atomic checkpoints.
+"""The training loop: AdamW, warm-up + cosine schedule, clipping, periodic validation, checkpoints.
 
 Hooks make it the one loop of the course: ``extra_losses`` adds terms to the loss (balance losses in
 notebook 04), ``callbacks`` run after each optimizer step (bias updates, live plots, a Stop button).
@@ -6,10 +6,7 @@ Taught in notebook 01.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,15 +15,11 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from .balancing import BalanceConfig, balance_losses, bias_updater, moe_layers, routing_record
+from .checkpoints import load_checkpoint, save_checkpoint
 from .data import Batch, Corpus
 from .hardware import pick_device
-from .transformer import ModelConfig, Transformer
-
-CHECKPOINT_FORMAT = "course-checkpoint-v1"
 
 
 @dataclass
@@ -144,7 +137,8 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
     generator = torch.Generator().manual_seed(config.seed)
     history, start_step = History(), 0
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        start_step, history = load_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator)
+        start_step, saved = load_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator)
+        history = History(**saved)
     eval_set = corpus.eval_batches(n_batches=config.eval_batches, batch_size=config.batch_size, seq_len=config.seq_len)
     has_moe = bool(moe_layers(model))
     loss_hooks = [hook for hook in (extra_losses,) if hook is not None]
@@ -200,7 +194,7 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
             history.seconds = time.perf_counter() - started
             if checkpoint_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
                 save_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator, step=done,
-                                history=history, train_config=config)
+                                history=history.to_dict(), train_config=asdict(config))
             for callback in step_hooks:
                 callback(StepInfo(done, model, batch, loss.item(), history))
     except StopTraining:
@@ -211,112 +205,6 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
     history.seconds = time.perf_counter() - started
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator,
-                        step=history.step[-1] if history.step else 0, history=history, train_config=config)
+                        step=history.step[-1] if history.step else 0, history=history.to_dict(),
+                        train_config=asdict(config))
     return history
-
-
-# ---- checkpoints: safetensors (never pickle), written atomically, verified on load -------------------------
-
-def _payload_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash or error during ``write`` leaves the previous file untouched: the rename is atomic on POSIX and Windows.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_checkpoint(path: str | Path, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
-                    generator: torch.Generator | None = None, step: int = 0, history: History | None = None,
-                    train_config: TrainConfig | None = None) -> None:
-    """Model, optimizer state, RNG states, step and history in one safetensors file."""
-    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"format": CHECKPOINT_FORMAT, "step": str(step)}
-    if isinstance(model, Transformer):
-        metadata["model_config"] = json.dumps(model.config.to_dict())
-    if optimizer is not None:
-        state = optimizer.state_dict()
-        for index, param_state in state["state"].items():
-            for key, value in param_state.items():
-                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
-        metadata["optimizer_param_groups"] = json.dumps(state["param_groups"])
-    if generator is not None:
-        tensors["rng.data"] = generator.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if history is not None:
-        metadata["history"] = json.dumps(history.to_dict())
-    if train_config is not None:
-        metadata["train_config"] = json.dumps(asdict(train_config))
-    metadata["payload_sha256"] = _payload_sha256(tensors)
-    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a checkpoint, after checking that it is complete and unmodified."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}. Train first, or pass the path of an existing checkpoint.")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"Checkpoint {path} is truncated or corrupted ({error}). Delete it and retrain, "
-                         f"or resume from an earlier checkpoint.") from error
-    if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a course checkpoint (format {metadata.get('format')!r}, expected {CHECKPOINT_FORMAT!r}).")
-    if _payload_sha256(tensors) != metadata.get("payload_sha256"):
-        raise ValueError(f"Checkpoint {path} is corrupted: its tensors do not match the checksum saved with them. "
-                         f"Delete it and retrain, or resume from an earlier checkpoint.")
-    return tensors, metadata
-
-
-def load_checkpoint(path: str | Path, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
-                    generator: torch.Generator | None = None) -> tuple[int, History]:
-    """Restore a checkpoint into ``model`` (and optimizer, generator, torch RNG); return (step, history)."""
-    tensors, metadata = read_checkpoint(path)
-    if isinstance(model, Transformer) and "model_config" in metadata:
-        saved = json.loads(metadata["model_config"])
-        current = model.config.to_dict()
-        differences = [f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}"
-                       for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
-        if differences:
-            raise ValueError(f"Checkpoint {path} was saved from a different model config ({'; '.join(differences)}). "
-                             f"Build the model with the checkpoint's config: load_model({str(path)!r}).")
-    model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(model_state)
-    if optimizer is not None:
-        state: dict = {}
-        for name, value in tensors.items():
-            if name.startswith("optim."):
-                _, index, key = name.split(".", 2)
-                state.setdefault(int(index), {})[key] = value
-        optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["optimizer_param_groups"])})
-    if generator is not None:  # resuming: replay the same batches and the same random draws
-        generator.set_state(tensors["rng.data"])
-        torch.set_rng_state(tensors["rng.torch"])
-    history = History(**json.loads(metadata["history"])) if "history" in metadata else History()
-    return int(metadata["step"]), history
-
-
-def load_model(path: str | Path, *, device: str | torch.device | None = None) -> Transformer:
-    """Rebuild a Transformer from a checkpoint saved by ``train`` or ``save_checkpoint``."""
-    _, metadata = read_checkpoint(path)
-    model = Transformer(ModelConfig(**json.loads(metadata["model_config"])))
-    load_checkpoint(path, model)
-    return model.to(device if isinstance(device, torch.device) else pick_device(device))

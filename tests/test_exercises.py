@@ -148,3 +148,30 @@ def test_nb06_hints():
     days = 3.29e24 / (148e12 * 0.33 * 2048) / 86400
     assert nb06.check_training_days(days, flops=3.29e24, peak_flops=148e12, utilisation=0.33, gpus=2048).passed
     assert "hours" in nb06.check_training_days(days * 24, flops=3.29e24, peak_flops=148e12, utilisation=0.33, gpus=2048).message
+
+
+def test_nb07_hints(tmp_path, tiny_config):
+    from course_lib.exercises import nb07
+    from course_lib.open_weights import export_release
+    from course_lib.transformer import Transformer
+
+    folder = export_release(Transformer(tiny_config), tmp_path / "r", name="tiny")
+    weights = folder / "model.safetensors"
+    prefix = weights.read_bytes()[:8]
+    truth = int.from_bytes(prefix, "little")
+    assert nb07.check_header_length(truth, weights).passed
+    assert "little-endian" in nb07.check_header_length(int.from_bytes(prefix, "big"), weights).message
+    assert "8 length bytes" in nb07.check_header_length(truth + 8, weights).message
+    assert "count of tensors" in nb07.check_header_length(12, weights).message
+    assert nb07.check_header_length(None, weights).passed is None
+
+    assert nb07.check_outputs_rule({"llama3": "no", "llama3.1": "conditional"}).passed
+    assert "swapped" in nb07.check_outputs_rule({"llama3": "conditional", "llama3.1": "no"}).message
+    assert "not unconditionally" in nb07.check_outputs_rule({"llama3": "no", "llama3.1": "yes"}).message
+    assert "dict" in nb07.check_outputs_rule("no").message
+
+    (folder / "LICENSE").write_text("changed")
+    assert nb07.check_tampered_file("LICENSE", folder).passed
+    assert "reference" in nb07.check_tampered_file("SHA256SUMS", folder).message
+    assert "still matches" in nb07.check_tampered_file("README.md", folder).message
+    assert "file name from" in nb07.check_tampered_file("weights.bin", folder).message

@@ -1,9 +1,7 @@
 import pytest
 import torch
 
-from course_lib import train as train_module
-from course_lib.train import (StopTraining, TrainConfig, load_checkpoint, load_model, lr_at, read_checkpoint,
-                              save_checkpoint, train)
+from course_lib.train import StopTraining, TrainConfig, lr_at, train
 from course_lib.transformer import ModelConfig, Transformer
 
 SHORT = dict(steps=12, batch_size=4, seq_len=32, warmup_steps=3, eval_every=6, eval_batches=2)
@@ -60,68 +58,6 @@ def test_short_training_beats_the_unigram_baseline(corpus, tiny_config):
     config = TrainConfig(**{**SHORT, "steps": 150, "batch_size": 8, "eval_every": 150, "eval_batches": 6})
     history = train(fresh(tiny_config), corpus, config, progress=False)
     assert history.val_loss[-1] < corpus.unigram_loss() - 0.2
-
-
-def test_checkpoint_round_trip_and_load_model(tmp_path, tiny_config):
-    model = fresh(tiny_config)
-    path = tmp_path / "m.safetensors"
-    save_checkpoint(path, model)
-    rebuilt = load_model(path)
-    inputs = torch.randint(256, (2, 16))
-    assert torch.equal(model(inputs), rebuilt(inputs))
-    with open(path, "rb") as handle:
-        assert handle.read(8) != b"\x80\x04\x95"[:8]  # not a pickle
-
-
-def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_config):
-    path = tmp_path / "m.safetensors"
-    save_checkpoint(path, fresh(tiny_config))
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ValueError, match="truncated or corrupted"):
-        read_checkpoint(path)
-
-
-def test_flipped_byte_is_detected(tmp_path, tiny_config):
-    path = tmp_path / "m.safetensors"
-    save_checkpoint(path, fresh(tiny_config))
-    data = bytearray(path.read_bytes())
-    data[-10] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupted"):
-        read_checkpoint(path)
-
-
-def test_missing_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No checkpoint"):
-        read_checkpoint(tmp_path / "nope.safetensors")
-
-
-def test_config_mismatch_names_the_field(tmp_path, tiny_config):
-    path = tmp_path / "m.safetensors"
-    save_checkpoint(path, fresh(tiny_config))
-    other = Transformer(ModelConfig(context_length=32, d_model=32, n_layers=3, n_heads=4, ffn_hidden=48))
-    with pytest.raises(ValueError, match="n_layers: checkpoint 2 vs model 3"):
-        load_checkpoint(path, other)
-
-
-def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, tiny_config, monkeypatch):
-    path = tmp_path / "m.safetensors"
-    model = fresh(tiny_config)
-    save_checkpoint(path, model)
-    before = path.read_bytes()
-
-    def broken_save(tensors, filename, metadata=None):
-        with open(filename, "wb") as handle:
-            handle.write(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(train_module, "save_file", broken_save)
-    with torch.no_grad():
-        next(model.parameters()).add_(1.0)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, model)
-    assert path.read_bytes() == before
-    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=-1.0), dict(batch_size=0), dict(grad_clip=-0.5)])

@@ -74,3 +74,17 @@ def test_expert_colouring_follows_the_text():
     assert first.count("layer ") == 2 and "title='expert" in first
     box.controls["pick"].value = "12 + 3"
     assert box.controls["text"].value == "12 + 3" and box.output.value != first
+
+
+def test_licence_checker_updates_on_every_control():
+    box = widgets.licence_checker()
+    assert "DeepSeek-V4-Pro" in box.output.value and ">yes<" in box.output.value
+    box.controls["model"].value = "meta-llama/Llama-3.1-8B"
+    box.controls["mau"].value = 800_000_000
+    assert ">no<" in box.output.value and "700,000,000" in box.output.value
+    box.controls["publish"].value = True
+    assert "must begin with &#x27;Llama&#x27;" in box.output.value
+    box.controls["name"].value = "Llama-CourseBot"
+    assert "as required" in box.output.value
+    box.controls["commercial"].value = box.controls["publish"].value = False
+    assert "Tick at least one" in box.output.value
