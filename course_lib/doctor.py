@@ -112,14 +112,24 @@ def _check_matmul_speed() -> Check:
     gflops = 20 * 2 * 512**3 / (time.perf_counter() - started) / 1e9
     ok = gflops > 20  # the course's timings assume about 200 GFLOP/s (2 cores); below 20 notebooks take >10x longer
     return Check("matmul speed", ok, f"{gflops:.0f} GFLOP/s fp32 ({torch.get_num_threads()} threads)",
-                 "" if ok else "close other programs; the notebooks will run, only slower than the stated times")
+                 "" if ok else "close other programs, or set COURSE_WORKSHOP=1 (shorter training runs); "
+                               "the notebooks will run, only slower than the stated times")
+
+
+def _check_workshop() -> Check:
+    from .train import WORKSHOP_ENV, WORKSHOP_SCALE, workshop_mode
+
+    if workshop_mode():
+        return Check("workshop mode", True, f"on: every training run keeps {WORKSHOP_SCALE:.0%} of its steps "
+                                            f"(numbers will differ from the notebooks' text)")
+    return Check("workshop mode", True, f"off ({WORKSHOP_ENV}=1 shortens training runs on slow machines)")
 
 
 def run_checks() -> list[Check]:
     checks = [_check_python(), _check_torch()] + [_check_package(name) for name in PACKAGES]
     if not all(check.ok for check in checks[:2]):
         return checks
-    for check in (_check_corpus, _check_device, _check_smoke, _check_matmul_speed):
+    for check in (_check_corpus, _check_device, _check_smoke, _check_matmul_speed, _check_workshop):
         try:
             checks.append(check())
         except Exception as error:  # a pre-flight report must finish and say what broke

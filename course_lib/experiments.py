@@ -36,7 +36,8 @@ def library_fingerprint() -> str:
 
 
 def experiment_key(model_config: ModelConfig, train_config: TrainConfig, extra: dict | None = None) -> str:
-    description = {"model": model_config.to_dict(), "train": asdict(train_config), "extra": extra or {},
+    train = {k: v for k, v in asdict(train_config).items() if k != "workshop_min_steps"}  # only steps matter
+    description = {"model": model_config.to_dict(), "train": train, "extra": extra or {},
                    "library": library_fingerprint()}
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
 

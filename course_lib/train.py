@@ -7,6 +7,7 @@ Taught in notebook 01.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0: only at the end (when a checkpoint path is given)
     record_every: int = 25  # MoE models: snapshot per-layer routing statistics this often
     seed: int = 0
+    workshop_min_steps: int = 20  # workshop mode never shortens this run below this many steps (see below)
+    workshop_scaled: bool = False  # set by workshop mode once the step counts are shortened (never set it yourself)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches", "record_every"):
@@ -45,6 +48,23 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        shortened = min(self.steps, max(self.workshop_min_steps, round(self.steps * WORKSHOP_SCALE)))
+        if workshop_mode() and not self.workshop_scaled and shortened < self.steps:
+            scale = shortened / self.steps  # every count shrinks alike, so the schedule keeps its shape
+            self.steps = shortened
+            for name in ("warmup_steps", "eval_every", "record_every", "checkpoint_every"):
+                value = getattr(self, name)
+                setattr(self, name, max(1 if value else 0, round(value * scale)))
+            self.workshop_scaled = True
+
+
+WORKSHOP_ENV = "COURSE_WORKSHOP"
+WORKSHOP_SCALE = 0.4  # the share of training steps kept in workshop mode, unless a run's workshop_min_steps is higher
+
+
+def workshop_mode() -> bool:
+    """True when COURSE_WORKSHOP is set (and not 0): for slow classroom machines, training runs are shortened."""
+    return os.environ.get(WORKSHOP_ENV, "0") not in ("", "0")
 
 
 @dataclass

@@ -64,3 +64,24 @@ def test_short_training_beats_the_unigram_baseline(corpus, tiny_config):
 def test_bad_train_config(bad):
     with pytest.raises(ValueError, match="TrainConfig"):
         TrainConfig(**bad)
+
+
+def test_workshop_mode_shortens_every_run_once(monkeypatch):
+    from dataclasses import asdict
+
+    from course_lib.experiments import experiment_key
+    from course_lib.transformer import ModelConfig
+
+    full = TrainConfig(steps=700, warmup_steps=30, eval_every=100, record_every=25)
+    monkeypatch.setenv("COURSE_WORKSHOP", "1")
+    short = TrainConfig(steps=700, warmup_steps=30, eval_every=100, record_every=25)
+    assert (short.steps, short.warmup_steps, short.eval_every, short.record_every) == (280, 12, 40, 10)
+    assert TrainConfig(**asdict(short)) == short  # rebuilding a scaled config does not shorten it again
+    assert TrainConfig(steps=30).steps == 20  # never below 20 steps
+    kept = TrainConfig(steps=400, workshop_min_steps=400)  # a run whose point needs every step
+    assert kept.steps == 400 and not kept.workshop_scaled
+    assert experiment_key(ModelConfig(), short) != experiment_key(ModelConfig(), full)  # cached apart
+    monkeypatch.setenv("COURSE_WORKSHOP", "0")
+    assert TrainConfig(steps=700) == TrainConfig(steps=700, workshop_scaled=False) and TrainConfig(steps=700).steps == 700
+    # the kept run shares its cache entry with the same run outside workshop mode
+    assert experiment_key(ModelConfig(), kept) == experiment_key(ModelConfig(), TrainConfig(steps=400))
