@@ -175,3 +175,19 @@ def test_nb07_hints(tmp_path, tiny_config):
     assert "reference" in nb07.check_tampered_file("SHA256SUMS", folder).message
     assert "still matches" in nb07.check_tampered_file("README.md", folder).message
     assert "file name from" in nb07.check_tampered_file("weights.bin", folder).message
+
+
+def test_every_success_message_says_what_to_try_next():
+    import ast
+    from pathlib import Path
+
+    import course_lib.exercises as package
+
+    successes = 0
+    for path in Path(package.__file__).parent.glob("nb*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Feedback"
+                    and isinstance(node.args[0], ast.Constant) and node.args[0].value is True):
+                successes += 1
+                assert "Next:" in ast.unparse(node.args[1]), f"{path.name}:{node.lineno} does not say what to try next"
+    assert successes >= 24  # three exercises for each of the eight notebooks

@@ -62,7 +62,8 @@ def check_unigram_loss(answer, corpus) -> Feedback:
     truth = corpus.unigram_loss()
     answer = float(answer)
     if math.isclose(answer, truth, rel_tol=2e-3):
-        return Feedback(True, f"{truth:.3f} nats per byte: any model that beats this has learned to use context.")
+        return Feedback(True, f"{truth:.3f} nats per byte: any model that beats this has learned to use context. "
+                              "Next: what loss would a bigram model (previous byte as context) reach?")
     if math.isclose(answer, truth / math.log(2), rel_tol=2e-3):
         return Feedback(False, "that is in bits (log base 2). PyTorch's cross-entropy uses natural logs: use torch.log.")
     if answer < 0:

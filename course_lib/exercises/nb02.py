@@ -48,7 +48,8 @@ def check_moe_params(total, active, *, d_model: int, n_experts: int, top_k: int,
     cost = moe_cost(d_model=d_model, n_experts=n_experts, top_k=top_k, expert_hidden=expert_hidden, n_shared=n_shared)
     expert, router = 3 * d_model * expert_hidden, d_model * n_experts
     if (total, active) == (cost.total_params, cost.active_params):
-        return Feedback(True, f"{total:,} stored, {active:,} used per token ({active / total:.0%}).")
+        return Feedback(True, f"{total:,} stored, {active:,} used per token ({active / total:.0%}). "
+                              "Next: move the calculator's sliders to the same layer and compare.")
     hints = []
     if total == cost.total_params - router or active == cost.active_params - router:
         hints.append("include the router (d_model x n_experts), which every token uses")
@@ -67,7 +68,8 @@ def check_combinations(answer, *, n_routed: int, top_k: int) -> Feedback:
         return NOT_DONE
     truth = math.comb(n_routed, top_k)
     if answer == truth:
-        return Feedback(True, f"C({n_routed}, {top_k}) = {truth:,}. Shared experts add no choice: every token uses them.")
+        return Feedback(True, f"C({n_routed}, {top_k}) = {truth:,}. Shared experts add no choice: every token uses them. "
+                              "Next: how many combinations does Mixtral (8 experts, top-2) allow?")
     if answer == math.perm(n_routed, top_k):
         return Feedback(False, "that counts ordered choices; the order of the chosen experts does not matter "
                                "(their outputs are summed), so use math.comb.")

@@ -37,7 +37,8 @@ def check_v3_weights(v3_weights) -> Feedback:
     weights, indices = weights.gather(1, order), indices.gather(1, order)
     chosen = scores.gather(1, indices)
     if torch.allclose(weights, 2.5 * chosen / chosen.sum(-1, keepdim=True), atol=1e-5):
-        return Feedback(True, "normalised over the chosen experts, then scaled: each row sums to 2.5.")
+        return Feedback(True, "normalised over the chosen experts, then scaled: each row sums to 2.5. "
+                              "Next: set normalize=False and see what the sigmoid scores alone sum to.")
     if torch.allclose(weights, chosen / chosen.sum(-1, keepdim=True), atol=1e-5):
         return Feedback(False, "normalised correctly; now multiply by the routed scaling factor.")
     if torch.allclose(weights, 2.5 * chosen, atol=1e-5):
@@ -56,7 +57,8 @@ def check_dropped_fraction(answer, *, router, layer_input) -> Feedback:
     with torch.no_grad():
         truth = router(layer_input).dropped_fraction()
     if math.isclose(float(answer), truth, abs_tol=1e-4):
-        return Feedback(True, f"{truth:.1%} of assignments dropped. Those tokens pass through the residual only.")
+        return Feedback(True, f"{truth:.1%} of assignments dropped. Those tokens pass through the residual only. "
+                              "Next: rerun with capacity_factor=1.25 and 2.0.")
     if math.isclose(float(answer), 1 - truth, abs_tol=1e-4):
         return Feedback(False, "that is the kept fraction; the question asks for the dropped one.")
     if float(answer) > 1:

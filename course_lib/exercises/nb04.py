@@ -55,7 +55,8 @@ def check_max_violation(answer, load) -> Feedback:
     load = torch.tensor(load, dtype=torch.float64)
     truth = float((load.max() - load.mean()) / load.mean())
     if math.isclose(float(answer), truth, rel_tol=1e-6):
-        return Feedback(True, f"MaxVio = {truth:g}: the busiest expert has {truth + 1:g}x its fair share.")
+        return Feedback(True, f"MaxVio = {truth:g}: the busiest expert has {truth + 1:g}x its fair share. "
+                              "Next: what is MaxVio when one expert takes everything?")
     if math.isclose(float(answer), float(load.max() / load.mean()), rel_tol=1e-6):
         return Feedback(False, "subtract the mean first: MaxVio is 0 for a balanced load, not 1.")
     if math.isclose(float(answer), float((load.max() - load.min()) / load.mean()), rel_tol=1e-6):

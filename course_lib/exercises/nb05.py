@@ -10,7 +10,8 @@ def check_fine_grained_hidden(answer, *, expert_hidden: int, split: int) -> Feed
         return NOT_DONE
     truth = expert_hidden // split
     if answer == truth:
-        return Feedback(True, f"{split}x the experts, {split}x top-k, each {truth} wide: same active FLOPs and parameters.")
+        return Feedback(True, f"{split}x the experts, {split}x top-k, each {truth} wide: same active FLOPs and parameters. "
+                              "Next: how many expert combinations does each layout allow?")
     if answer == expert_hidden * split:
         return Feedback(False, "fine-grained experts are *smaller*: divide the hidden width by the split factor.")
     if answer == expert_hidden:
@@ -32,7 +33,8 @@ def check_tokens_to_reach(answer, *, eval_steps, val_losses, target, tokens_per_
         return NOT_DONE
     truth = tokens_to_reach(eval_steps, val_losses, target, tokens_per_step)
     if answer == truth:
-        return Feedback(True, "the first evaluation at or below the target, in tokens (steps x batch x sequence length).")
+        return Feedback(True, "the first evaluation at or below the target, in tokens (steps x batch x sequence length). "
+                              "Next: the same for the fine-grained MoE, and the ratio to dense.")
     if truth is not None and answer == truth // tokens_per_step:
         return Feedback(False, "that is in steps; multiply by the tokens per step (batch_size x seq_len).")
     return Feedback(False, "walk the evaluations in order and stop at the first loss <= target; report step x tokens per step.")
@@ -46,7 +48,8 @@ def check_busiest_domain(answer, *, usage_by_domain, domains, layer: int, expert
     truth = domains[int(shares.argmax())]
     if answer == truth:
         return Feedback(True, f"{truth} sends {float(shares.max()):.1%} of its assignments to expert {expert}, "
-                              f"the least-using domain {float(shares.min()):.1%}. Rows of the heat map are domains.")
+                              f"the least-using domain {float(shares.min()):.1%}. Rows of the heat map are domains. "
+                              "Next: does the same expert lead in layer 0?")
     if answer not in domains:
         return Feedback(False, f"answer with one of {list(domains)}.")
     return Feedback(False, f"look at column {expert} of layer {layer}'s domain heat map: which row is brightest?")

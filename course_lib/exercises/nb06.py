@@ -28,7 +28,8 @@ def check_fp4_size(answer_gb, *, parameters: float) -> Feedback:
         return NOT_DONE
     truth = parameters * (4 + 8 / 32) / 8 / 1e9
     if math.isclose(float(answer_gb), truth, rel_tol=0.01):
-        return Feedback(True, f"{truth:.0f} GB: 4.25 bits per weight, against {parameters * 2 / 1e9:.0f} GB in bf16.")
+        return Feedback(True, f"{truth:.0f} GB: 4.25 bits per weight, against {parameters * 2 / 1e9:.0f} GB in bf16. "
+                              "Next: how many 80 GB GPUs does each need, for the weights alone?")
     if math.isclose(float(answer_gb), parameters * 0.5 / 1e9, rel_tol=0.01):
         return Feedback(False, "close: add the shared 8-bit scale of each block of 32 (0.25 bit per weight).")
     if math.isclose(float(answer_gb), parameters * 4.25 / 1e9, rel_tol=0.01):
@@ -43,7 +44,7 @@ def check_training_days(answer, *, flops: float, peak_flops: float, utilisation:
     truth = flops / (peak_flops * utilisation * gpus) / 86400
     if math.isclose(float(answer), truth, rel_tol=0.01):
         return Feedback(True, f"about {truth:.0f} days. Peak FLOPs are an upper bound; interconnect and memory decide "
-                              "the real utilisation.")
+                              "the real utilisation. Next: redo it with 50% utilisation.")
     if math.isclose(float(answer), truth * 24, rel_tol=0.01):
         return Feedback(False, "that is in hours: divide by 24.")
     if math.isclose(float(answer), truth * utilisation, rel_tol=0.01):

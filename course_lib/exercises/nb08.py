@@ -35,7 +35,8 @@ def check_routed_share(answer, config: dict) -> Feedback:
     count = count_params(config)
     truth = count.breakdown["routed experts"] / count.total
     if abs(float(answer) - truth) < 0.005:
-        return Feedback(True, f"{truth:.1%}: almost the whole model is routed experts, of which a token uses 8 of 256.")
+        return Feedback(True, f"{truth:.1%}: almost the whole model is routed experts, of which a token uses 8 of 256. "
+                              "Next: the same share for Mixtral (load_config('mistralai--Mixtral-8x7B-v0.1')).")
     if abs(float(answer) - truth * 100) < 0.5:
         return Feedback(False, "give a fraction between 0 and 1, not a percentage.")
     return Feedback(False, "count_params(config).breakdown['routed experts'] / count_params(config).total")
@@ -48,5 +49,5 @@ def check_claim_verdict(answer, expected: str, why: str) -> Feedback:
     if answer not in VERDICTS:
         return Feedback(False, f"answer with one of {VERDICTS}.")
     if answer == expected:
-        return Feedback(True, why)
+        return Feedback(True, f"{why}. Next: take a claim from today's news, find its primary source, classify it.")
     return Feedback(False, f"not quite. Re-read the source: {why.split(':')[0]}.")
