@@ -155,11 +155,16 @@ def _atomic_folder(folder: Path, write, *, overwrite: bool) -> None:
         staging.mkdir()
         write(staging)
         if folder.exists():
-            os.replace(folder, old)
-        os.replace(staging, folder)
+            os.replace(folder, old)  # a directory cannot be replaced in one step: move the old one aside first
+        try:
+            os.replace(staging, folder)
+        except BaseException:
+            if old.exists():
+                os.replace(old, folder)  # put the previous release back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_release(model: Transformer, folder: str | Path, *, name: str, licence: str = "mit",
@@ -232,7 +237,7 @@ def _refuse_pickles(folder: Path, allow_pickle: bool) -> list[Path]:
 
 
 def load_release(folder: str | Path, *, allow_pickle: bool = False, device: str | torch.device | None = None) -> Transformer:
-    """Verify a release folder, then rebuild its model. See the module docstring for what is checked."""
+    """Verify a release folder, then rebuild its model (in eval mode). The module docstring lists the checks."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"No release folder at {folder}. Export one with export_release(model, folder, ...).")
@@ -271,6 +276,11 @@ def load_release(folder: str | Path, *, allow_pickle: bool = False, device: str 
 
 
 def same_outputs(a: nn.Module, b: nn.Module, tokens: torch.Tensor) -> bool:
-    """True when both models give bit-identical logits for ``tokens`` (not merely close ones)."""
-    with torch.no_grad():
-        return torch.equal(a.eval()(tokens), b.eval()(tokens))
+    """True when both models, in eval mode, give bit-identical logits for ``tokens`` (not merely close ones)."""
+    modes = a.training, b.training
+    try:
+        with torch.no_grad():
+            return torch.equal(a.eval()(tokens), b.eval()(tokens))
+    finally:
+        a.train(modes[0])
+        b.train(modes[1])

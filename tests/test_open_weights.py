@@ -171,3 +171,29 @@ def test_failed_export_leaves_the_previous_release_intact(release, monkeypatch, 
         export_release(fresh(tiny_config, seed=1), folder, name="tiny", overwrite=True)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in folder.parent.iterdir()) == ["release"]  # no staging folder left behind
+
+
+def test_a_failed_swap_puts_the_previous_release_back(release, monkeypatch, tiny_config):
+    _, folder = release
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real_replace, calls = open_weights.os.replace, []
+
+    def replace(source, target):
+        calls.append(source)
+        if len(calls) == 2:  # moving the new release into place fails (disk error, permissions...)
+            raise OSError("rename failed")
+        real_replace(source, target)
+
+    monkeypatch.setattr(open_weights.os, "replace", replace)
+    with pytest.raises(OSError, match="rename failed"):
+        export_release(fresh(tiny_config, seed=1), folder, name="tiny", overwrite=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["release"]
+
+
+def test_same_outputs_leaves_training_mode_alone(tiny_config):
+    model, other = fresh(tiny_config), fresh(tiny_config)
+    model.train()
+    other.eval()
+    assert same_outputs(model, other, TOKENS)
+    assert model.training and not other.training
