@@ -1,5 +1,7 @@
-"""ipywidgets labs around real models. Each builder returns the widget and keeps its controls as attributes,
-so tests (and the browser test) can move a control and read the output.
+"""ipywidgets labs: around real models (notebooks 01-05) and around the licence catalogue (notebook 07).
+
+Each builder returns the widget and keeps its controls as attributes, so tests (and the browser test) can move a
+control and read the output.
 """
 from __future__ import annotations
 
