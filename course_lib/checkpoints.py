@@ -30,6 +30,16 @@ def payload_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state as CPU tensors that own their memory (tied weights become separate copies)."""
+    return {name: value.detach().cpu().clone().contiguous() for name, value in model.state_dict().items()}
+
+
+def config_differences(saved: dict, current: dict) -> list[tuple[str, object, object]]:
+    """(field, saved value, current value) for every field where two ModelConfig dicts differ."""
+    return [(k, saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -50,7 +60,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, optimizer: torch.opti
                     generator: torch.Generator | None = None, step: int = 0, history: dict | None = None,
                     train_config: dict | None = None) -> None:
     """Model, optimizer state, RNG states, step, history and training config in one safetensors file."""
-    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
     metadata = {"format": CHECKPOINT_FORMAT, "step": str(step)}
     if isinstance(model, Transformer):
         metadata["model_config"] = json.dumps(model.config.to_dict())
@@ -96,10 +106,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, *, optimizer: torch.opti
     """Restore a checkpoint into ``model`` (and optimizer, generator, torch RNG); return (step, history dict)."""
     tensors, metadata = read_checkpoint(path)
     if isinstance(model, Transformer) and "model_config" in metadata:
-        saved = json.loads(metadata["model_config"])
-        current = model.config.to_dict()
-        differences = [f"{k}: checkpoint {saved.get(k)!r} vs model {current.get(k)!r}"
-                       for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+        differences = [f"{k}: checkpoint {a!r} vs model {b!r}"
+                       for k, a, b in config_differences(json.loads(metadata["model_config"]), model.config.to_dict())]
         if differences:
             raise ValueError(f"Checkpoint {path} was saved from a different model config ({'; '.join(differences)}). "
                              f"Build the model with the checkpoint's config: load_model({str(path)!r}).")
@@ -123,4 +131,4 @@ def load_model(path: str | Path, *, device: str | torch.device | None = None) ->
     _, metadata = read_checkpoint(path)
     model = Transformer(ModelConfig(**json.loads(metadata["model_config"])))
     load_checkpoint(path, model)
-    return model.to(device if isinstance(device, torch.device) else pick_device(device))
+    return model.to(pick_device(device))

@@ -107,7 +107,12 @@ def split_train_val(text: str) -> tuple[str, str]:
 
 
 def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """SHA-256 of a file, read in 1 MiB blocks (corpus files here, model weights in course_lib.open_weights)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_manifest(data_dir: Path) -> dict:

@@ -60,6 +60,12 @@ def map_fingerprint() -> str:
     return hashlib.sha256(repr(COURSE_MAP).encode()).hexdigest()[:16]
 
 
+def _box_position(index: int, columns: int) -> tuple[int, int]:
+    """(row, column) of notebook ``index`` in a snake layout: odd rows run right to left, so each arrow is short."""
+    row, col = divmod(index, columns)
+    return row, col if row % 2 == 0 else columns - 1 - col
+
+
 def course_map_figure():
     """The course map as a figure: one box per notebook in study order, coloured by part, with study times."""
     import matplotlib.pyplot as plt
@@ -68,8 +74,7 @@ def course_map_figure():
     fig, ax = plt.subplots(figsize=(13, 4.2))
     columns = 3
     for index, lesson in enumerate(COURSE_MAP):
-        row, col = divmod(index, columns)
-        col = col if row % 2 == 0 else columns - 1 - col  # a snake, so each arrow is short
+        row, col = _box_position(index, columns)
         x, y = col * 4.0, -row * 1.5
         part, colour = PARTS[lesson.notebook[:2]]
         ax.add_patch(FancyBboxPatch((x, y), 3.4, 1.0, boxstyle="round,pad=0.05", facecolor=colour, alpha=0.9))
@@ -78,8 +83,7 @@ def course_map_figure():
         ax.text(x + 1.7, y + 0.28, f"{part} · {lesson.study_minutes} min", ha="center", va="center",
                 color="white", fontsize=8.5)
         if index + 1 < len(COURSE_MAP):
-            next_row, next_col = divmod(index + 1, columns)
-            next_col = next_col if next_row % 2 == 0 else columns - 1 - next_col
+            next_row, next_col = _box_position(index + 1, columns)
             start = (x + (3.45 if next_col > col else -0.05 if next_col < col else 1.7), y + (0.5 if next_row == row else -0.05))
             end = (next_col * 4.0 + (-0.05 if next_col > col else 3.45 if next_col < col else 1.7),
                    -next_row * 1.5 + (0.5 if next_row == row else 1.05))

@@ -49,12 +49,15 @@ def device_is_available(device_type: str) -> bool:
     return bool(is_available()) if callable(is_available) else False
 
 
-def pick_device(name: str | None = None) -> torch.device:
+def pick_device(name: str | torch.device | None = None) -> torch.device:
     """Resolve the device the course runs on.
 
     name: ``None`` reads ``$COURSE_DEVICE`` and falls back to ``"cpu"``; ``"auto"`` picks an available
     accelerator, else the CPU; anything else (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...) is checked.
+    A ``torch.device`` is taken as it is: the caller already chose it.
     """
+    if isinstance(name, torch.device):
+        return name
     requested = name if name is not None else os.environ.get(DEVICE_ENV_VAR, "cpu")
     requested = requested.strip().lower()
     if requested == "auto":

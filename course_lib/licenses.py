@@ -16,6 +16,7 @@ CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "data" / "licenses.jso
 DISCLAIMER = "Educational, not legal advice: read the licence itself, and ask a lawyer before you rely on this."
 CONFIDENCE = ("V", "S", "I", "?")
 ANSWERS = ("yes", "conditional", "no")  # in order of strictness
+NO_CONDITION = "no condition in the licence for this use"
 USES = {
     "commercial_mau": "commercial use in a product or service with this many monthly active users (int)",
     "redistribute_original": "share the original weights (True)",
@@ -142,7 +143,7 @@ def _cite(fact: dict) -> Citation:
 def _finding(use: str, fact: dict, conditions: list[str], *, forbidden: bool = False, note: str | None = None) -> Finding:
     answer = "no" if forbidden else "conditional" if conditions else "yes"
     reasons = ([note] if note else []) + conditions
-    return Finding(use, answer, reasons or ["no condition in the licence for this use"], [_cite(fact)])
+    return Finding(use, answer, reasons or [NO_CONDITION], [_cite(fact)])
 
 
 def _judge(use: str, value, terms: dict, model: dict) -> Finding:
@@ -233,7 +234,7 @@ def check(repo_id: str, **use) -> Verdict:
         finding = _judge(key, value, terms, model)
         if "usage_policy" in model and finding.answer != "no":
             finding.answer = "conditional"
-            finding.reasons = [r for r in finding.reasons if r != "no condition in the licence for this use"]
+            finding.reasons = [r for r in finding.reasons if r != NO_CONDITION]
             finding.reasons.append(f"the model's usage policy: {model['usage_policy']['value']}")
             finding.citations.append(_cite(model["usage_policy"]))
         verdict.findings.append(finding)

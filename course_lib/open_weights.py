@@ -15,7 +15,6 @@ Taught in notebook 07.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -27,11 +26,12 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpoints import payload_sha256
+from .checkpoints import config_differences, payload_sha256, state_tensors
+from .corpus import sha256_of
 from .data import DATA_DIR
 from .hardware import pick_device
 from .licenses import catalogue
-from .transformer import ModelConfig, Transformer
+from .transformer import ModelConfig, Transformer, count_parameters
 
 RELEASE_FORMAT = "course-release-v1"
 WEIGHTS, CONFIG, CARD, LICENSE, SUMS = "model.safetensors", "config.json", "README.md", "LICENSE", "SHA256SUMS"
@@ -65,16 +65,20 @@ def read_safetensors_header(path: str | Path) -> dict:
     return header
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def write_checksums(folder: Path, names: list[str]) -> None:
+    """SHA256SUMS for ``names``, in the format ``sha256sum -c`` checks: "<hex digest>  <file name>" per line."""
+    (folder / SUMS).write_text("".join(f"{sha256_of(folder / name)}  {name}\n" for name in names))
 
 
-def corpus_manifest_sha256() -> str:
-    return sha256_file(DATA_DIR / "manifest.json")
+def read_checksums(folder: Path) -> dict[str, str]:
+    """{file name: expected SHA-256} from a release's SHA256SUMS, refusing malformed lines."""
+    expected = {}
+    for number, line in enumerate((folder / SUMS).read_text().splitlines(), 1):
+        digest, _, filename = line.partition("  ")
+        if len(digest) != 64 or not filename or "/" in filename or filename.startswith("."):
+            raise ReleaseError(f"{SUMS} line {number} is malformed: {line!r}")
+        expected[filename] = digest
+    return expected
 
 
 def licence_text(licence: str, *, holder: str, year: int) -> str:
@@ -89,8 +93,7 @@ def licence_text(licence: str, *, holder: str, year: int) -> str:
 
 def model_card(*, name: str, config: ModelConfig, licence: str, metrics: dict[str, float], parameters: int) -> str:
     """README.md with the YAML front matter the Hugging Face Hub reads (license, tags, datasets, model-index)."""
-    _, terms = licence_terms_by_id(licence)
-    hf = terms["hf_license"]
+    hf = licence_terms_by_id(licence)["hf_license"]
     front = [f"license: {hf['value']}"]
     if hf["value"] == "other":
         front += [f"license_name: {hf['license_name']}", f"license_link: {LICENSE}"]
@@ -136,11 +139,11 @@ Teaching only: it is a few-minute CPU training run. It produces plausible-lookin
 """
 
 
-def licence_terms_by_id(licence: str) -> tuple[str, dict]:
+def licence_terms_by_id(licence: str) -> dict:
     licences = catalogue()["licences"]
     if licence not in licences:
         raise ReleaseError(f"Unknown licence {licence!r}. Known licence ids: {', '.join(sorted(licences))}.")
-    return licence, licences[licence]
+    return licences[licence]
 
 
 def _atomic_folder(folder: Path, write, *, overwrite: bool) -> None:
@@ -178,20 +181,19 @@ def export_release(model: Transformer, folder: str | Path, *, name: str, licence
     """
     licence_terms_by_id(licence)
     text = licence_text_override or licence_text(licence, holder=holder, year=datetime.date.today().year)
-    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors = state_tensors(model)
     metadata = {"format": RELEASE_FORMAT, "model_config": json.dumps(model.config.to_dict(), sort_keys=True),
-                "corpus_manifest_sha256": corpus_manifest_sha256(), "license": licence,
+                "corpus_manifest_sha256": sha256_of(DATA_DIR / "manifest.json"), "license": licence,
                 "payload_sha256": payload_sha256(tensors)}
     card = model_card(name=name, config=model.config, licence=licence, metrics=metrics or {},
-                      parameters=sum(p.numel() for p in model.parameters()))
+                      parameters=count_parameters(model))
 
     def write(staging: Path) -> None:
         save_file(tensors, str(staging / WEIGHTS), metadata=metadata)
         (staging / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
         (staging / CARD).write_text(card, encoding="utf-8")
         (staging / LICENSE).write_text(text, encoding="utf-8")
-        sums = "".join(f"{sha256_file(staging / f)}  {f}\n" for f in (WEIGHTS, CONFIG, CARD, LICENSE))
-        (staging / SUMS).write_text(sums)
+        write_checksums(staging, [WEIGHTS, CONFIG, CARD, LICENSE])
 
     folder = Path(folder)
     _atomic_folder(folder, write, overwrite=overwrite)
@@ -203,16 +205,10 @@ def verify_release(folder: str | Path) -> dict[str, str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"No release folder at {folder}. Export one with export_release(model, folder, ...).")
-    sums_path = folder / SUMS
-    if not sums_path.is_file():
+    if not (folder / SUMS).is_file():
         raise ReleaseError(f"{folder} has no {SUMS}: without checksums nothing can be verified. Ask the publisher "
                            f"for the checksums, or re-export with export_release.")
-    expected = {}
-    for number, line in enumerate(sums_path.read_text().splitlines(), 1):
-        digest, _, filename = line.partition("  ")
-        if len(digest) != 64 or not filename or "/" in filename or filename.startswith("."):
-            raise ReleaseError(f"{SUMS} line {number} is malformed: {line!r}")
-        expected[filename] = digest
+    expected = read_checksums(folder)
     present = {p.name for p in folder.iterdir() if p.is_file()} - {SUMS}
     if present - set(expected):
         raise ReleaseError(f"{folder} contains files that {SUMS} does not list: {', '.join(sorted(present - set(expected)))}. "
@@ -220,7 +216,7 @@ def verify_release(folder: str | Path) -> dict[str, str]:
     for filename, digest in expected.items():
         if filename not in present:
             raise ReleaseError(f"{filename} is listed in {SUMS} but missing from {folder}.")
-        actual = sha256_file(folder / filename)
+        actual = sha256_of(folder / filename)
         if actual != digest:
             raise ReleaseError(f"{filename}: checksum mismatch (expected {digest[:16]}…, got {actual[:16]}…). The file "
                                f"changed after export: it is corrupted or was tampered with. Download or export it again.")
@@ -252,9 +248,8 @@ def load_release(folder: str | Path, *, allow_pickle: bool = False, device: str 
         metadata = read_safetensors_header(folder / WEIGHTS).get("__metadata__", {})
         if metadata.get("format") != RELEASE_FORMAT:
             raise ReleaseError(f"{WEIGHTS} is not a course release (format {metadata.get('format')!r}).")
-        exported = json.loads(metadata["model_config"])
-        differences = [f"{k}: {CONFIG} says {saved.get(k)!r}, {WEIGHTS} was exported with {exported.get(k)!r}"
-                       for k in sorted(set(saved) | set(exported)) if saved.get(k) != exported.get(k)]
+        differences = [f"{k}: {CONFIG} says {a!r}, {WEIGHTS} was exported with {b!r}"
+                       for k, a, b in config_differences(saved, json.loads(metadata["model_config"]))]
         if differences:
             raise ReleaseError(f"Config mismatch in {folder}: {'; '.join(differences)}. Re-export the release.")
         try:
@@ -272,7 +267,7 @@ def load_release(folder: str | Path, *, allow_pickle: bool = False, device: str 
         model.load_state_dict(tensors)
     except RuntimeError as error:
         raise ReleaseError(f"The weights do not fit the config in {CONFIG}: {str(error).splitlines()[0]} …") from error
-    return model.to(device if isinstance(device, torch.device) else pick_device(device)).eval()
+    return model.to(pick_device(device)).eval()
 
 
 def same_outputs(a: nn.Module, b: nn.Module, tokens: torch.Tensor) -> bool:

@@ -151,7 +151,7 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
     checkpoint_path: save here (atomically) every ``checkpoint_every`` steps and at the end.
     resume: continue from ``checkpoint_path`` if it exists; the result is bit-for-bit an uninterrupted run.
     """
-    device = device if isinstance(device, torch.device) else pick_device(device)
+    device = pick_device(device)
     model.to(device).train()
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)

@@ -7,7 +7,7 @@ import torch
 
 from course_lib import open_weights
 from course_lib.open_weights import (ReleaseError, export_release, load_release, read_safetensors_header,
-                                     same_outputs, sha256_file, verify_release)
+                                     same_outputs, verify_release, write_checksums)
 from course_lib.transformer import ModelConfig, Transformer
 
 TOKENS = torch.randint(256, (2, 32), generator=torch.Generator().manual_seed(0))
@@ -25,8 +25,7 @@ def release(tmp_path, tiny_config):
 
 
 def rewrite_sums(folder):
-    names = sorted(p.name for p in folder.iterdir() if p.name != "SHA256SUMS")
-    (folder / "SHA256SUMS").write_text("".join(f"{sha256_file(folder / n)}  {n}\n" for n in names))
+    write_checksums(folder, sorted(p.name for p in folder.iterdir() if p.name != "SHA256SUMS"))
 
 
 def test_round_trip_is_bit_identical(release):

@@ -51,11 +51,12 @@ def check_tampered_file(answer, folder: str | Path) -> Feedback:
     """Exercise 07.3: which file of a release no longer matches its SHA256SUMS line?"""
     if not_done(answer):
         return NOT_DONE
-    from ..open_weights import SUMS, sha256_file
+    from ..corpus import sha256_of
+    from ..open_weights import SUMS, read_checksums
 
     folder = Path(folder)
-    expected = dict(line.split("  ")[::-1] for line in (folder / SUMS).read_text().splitlines())
-    changed = [name for name, digest in expected.items() if sha256_file(folder / name) != digest]
+    expected = read_checksums(folder)
+    changed = [name for name, digest in expected.items() if sha256_of(folder / name) != digest]
     if answer in changed:
         return Feedback(True, f"{answer} changed after export. A checksum tells you that a file changed, not who "
                               f"changed it: for that, publishers sign the checksums. Next: `sha256sum -c SHA256SUMS`.")
@@ -63,5 +64,5 @@ def check_tampered_file(answer, folder: str | Path) -> Feedback:
         return Feedback(False, "SHA256SUMS is the reference, not one of the checked files: compare each listed file "
                                "with its line.")
     if answer in expected:
-        return Feedback(False, f"{answer} still matches its checksum; compute sha256_file for every listed file.")
+        return Feedback(False, f"{answer} still matches its checksum; compute sha256_of for every listed file.")
     return Feedback(False, f"answer with a file name from {SUMS}: {', '.join(expected)}.")
