@@ -160,6 +160,7 @@ def main() -> None:
     error = (y - expected).abs().max().item()
     print(f"rank {rank}/{world_size}: max difference from the single-process layer {error:.1e}, "
           f"sent {stats['bytes_sent']:,} bytes", flush=True)
+    dist.barrier()  # tearing down while a peer's collective is still in flight aborts the process (std::terminate)
     dist.destroy_process_group()
     if error > 1e-5:
         raise SystemExit(1)
