@@ -105,6 +105,8 @@ def _layer_and_tokens(moe: dict, tokens: int, world_size: int) -> tuple[MoE, tor
 
 def _worker(rank: int, world_size: int, settings: dict, out_dir: str) -> None:
     """One process: build the layer from a shared seed, run forward and backward on its share of the tokens."""
+    log = os.open(Path(out_dir) / f"rank{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 2)  # C++ messages (gloo, std::terminate) go to fd 2, which a notebook never shows: keep them
     init_process_group(rank, world_size, backend=settings["backend"], port=settings["port"])
     moe, x_all = _layer_and_tokens(settings["moe"], settings["tokens"], world_size)
     x = x_all.chunk(world_size)[rank].clone().requires_grad_(True)
@@ -114,24 +116,47 @@ def _worker(rank: int, world_size: int, settings: dict, out_dir: str) -> None:
     grads = {n: p.grad for n, p in moe.named_parameters() if p.grad is not None}
     for name in sorted(grads):  # each rank holds the gradient of its own tokens: sum them, as data parallel does
         dist.all_reduce(grads[name])
-    torch.save({"y": y.detach(), "x_grad": x.grad, "grads": grads, "stats": stats}, Path(out_dir) / f"rank{rank}.pt")
+    result = Path(out_dir) / f"rank{rank}.pt"
+    torch.save({"y": y.detach(), "x_grad": x.grad, "grads": grads, "stats": stats}, result.with_suffix(".tmp"))
+    os.replace(result.with_suffix(".tmp"), result)  # the file exists only once it is complete
     dist.barrier()
     dist.destroy_process_group()
 
 
+def _tail(log: Path, chars: int = 1500) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(it printed nothing)"
+
+
 def run_expert_parallel(*, world_size: int, moe: dict | None = None, tokens: int = 64, backend: str = "gloo",
-                        port: int = 29512) -> dict:
-    """Spawn ``world_size`` processes; return per-rank outputs, input gradients, summed parameter grads, bytes sent."""
+                        port: int = 29512, attempts: int = 2) -> dict:
+    """Spawn ``world_size`` processes; return per-rank outputs, input gradients, summed parameter grads, bytes sent.
+
+    gloo's TCP transport can abort a process (SIGABRT, from its socket thread) while connections open or close:
+    twice in the course's first few hundred runs, both on a loaded 2-core machine. The computation itself is
+    deterministic, so: if every rank had written its result before the abort, the results stand; otherwise the
+    whole run starts again, up to ``attempts`` runs in all. An exception raised in a worker is never retried.
+    """
     import torch.multiprocessing as mp
 
-    settings = {"moe": moe or DEFAULT_MOE, "tokens": tokens,
-                "backend": backend, "port": port}
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    settings = {"moe": moe or DEFAULT_MOE, "tokens": tokens, "backend": backend, "port": port}
     check_layout(settings["moe"]["n_experts"], world_size)
-    with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_worker, args=(world_size, settings, out_dir), nprocs=world_size, join=True)
-        results = [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
-    return {"y": torch.cat([r["y"] for r in results]), "x_grad": torch.cat([r["x_grad"] for r in results]),
-            "grads": results[0]["grads"], "bytes_sent": [r["stats"]["bytes_sent"] for r in results]}
+    for attempt in range(1, attempts + 1):
+        with tempfile.TemporaryDirectory() as out_dir:
+            files = [Path(out_dir) / f"rank{r}.pt" for r in range(world_size)]
+            try:
+                mp.spawn(_worker, args=(world_size, settings, out_dir), nprocs=world_size, join=True)
+            except mp.ProcessExitedException as error:
+                if not all(f.exists() for f in files):
+                    if attempt < attempts:
+                        continue
+                    logs = "\n".join(f"--- rank {r} ---\n{_tail(Path(out_dir) / f'rank{r}.log')}" for r in range(world_size))
+                    raise RuntimeError(f"the expert-parallel run failed {attempts} times ({error}). If the messages "
+                                       f"below mention the address or port, pass another port=.\n{logs}") from None
+            results = [torch.load(f, weights_only=True) for f in files]
+        return {"y": torch.cat([r["y"] for r in results]), "x_grad": torch.cat([r["x_grad"] for r in results]),
+                "grads": results[0]["grads"], "bytes_sent": [r["stats"]["bytes_sent"] for r in results]}
 
 
 def single_process_reference(*, moe: dict | None = None, tokens: int = 64, world_size: int = 1) -> dict:
@@ -158,8 +183,9 @@ def main() -> None:
         y = expert_parallel_forward(moe, x_all.chunk(world_size)[rank], rank=rank, world_size=world_size, stats=stats)
         expected = moe(x_all.chunk(world_size)[rank])
     error = (y - expected).abs().max().item()
+    # one write per line (end included): ranks share one pipe, and a separate newline write can interleave
     print(f"rank {rank}/{world_size}: max difference from the single-process layer {error:.1e}, "
-          f"sent {stats['bytes_sent']:,} bytes", flush=True)
+          f"sent {stats['bytes_sent']:,} bytes\n", end="", flush=True)
     dist.barrier()  # tearing down while a peer's collective is still in flight aborts the process (std::terminate)
     dist.destroy_process_group()
     if error > 1e-5:

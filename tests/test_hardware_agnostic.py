@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,47 @@ def test_expert_parallel_equals_single_process_forward_and_backward(world_size):
     for name, grad in reference["grads"].items():
         assert torch.allclose(result["grads"][name], grad, atol=1e-5), name
     assert all(b > 0 for b in result["bytes_sent"])
+
+
+def _aborting_spawn(real_spawn, *, write_results_first: list[bool], calls: list[str]):
+    """A stand-in for torch.multiprocessing.spawn: per call, run the real workers (or not), then report a SIGABRT."""
+    import torch.multiprocessing as mp
+
+    def spawn(fn, args, nprocs, join):
+        run_first = write_results_first[len(calls)] if len(calls) < len(write_results_first) else None
+        calls.append(args[2])
+        if run_first is None:  # past the scripted calls: behave normally
+            return real_spawn(fn, args=args, nprocs=nprocs, join=join)
+        if run_first:
+            real_spawn(fn, args=args, nprocs=nprocs, join=join)
+        (Path(args[2]) / "rank0.log").write_text("terminate called after throwing an instance of 'gloo::IoException'")
+        raise mp.ProcessExitedException("process 0 terminated with signal SIGABRT", error_index=0, error_pid=1,
+                                        exit_code=-6, signal_name="SIGABRT")
+    return spawn
+
+
+def test_expert_parallel_survives_a_transport_abort(monkeypatch):
+    import torch.multiprocessing as mp
+
+    reference = single_process_reference(world_size=2)
+    real_spawn, calls = mp.spawn, []
+    # the abort comes after every rank saved its result (teardown): the results stand, nothing runs twice
+    monkeypatch.setattr(mp, "spawn", _aborting_spawn(real_spawn, write_results_first=[True], calls=calls))
+    assert torch.allclose(run_expert_parallel(world_size=2, port=29621)["y"], reference["y"], atol=1e-6)
+    assert len(calls) == 1
+    # the abort comes before any result (connection set-up): the run starts again, once
+    calls.clear()
+    monkeypatch.setattr(mp, "spawn", _aborting_spawn(real_spawn, write_results_first=[False], calls=calls))
+    assert torch.allclose(run_expert_parallel(world_size=2, port=29622)["y"], reference["y"], atol=1e-6)
+    assert len(calls) == 2
+    # it keeps failing: a clear error after `attempts` runs, with what the aborted rank printed
+    calls.clear()
+    monkeypatch.setattr(mp, "spawn", _aborting_spawn(real_spawn, write_results_first=[False] * 3, calls=calls))
+    with pytest.raises(RuntimeError, match=r"(?s)failed 3 times.*SIGABRT.*gloo::IoException"):
+        run_expert_parallel(world_size=2, port=29623, attempts=3)
+    assert len(calls) == 3
+    with pytest.raises(ValueError, match="attempts must be >= 1"):
+        run_expert_parallel(world_size=2, attempts=0)
 
 
 def test_bad_parallel_settings():
