@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .balancing import BalanceConfig
 from .data import Corpus
-from .hardware import seed_everything
+from .hardware import pick_device, seed_everything
 from .checkpoints import load_checkpoint, read_checkpoint
 from .train import History, TrainConfig, train
 from .transformer import ModelConfig, Transformer
@@ -46,6 +46,7 @@ def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus
                  balance: BalanceConfig | None = None, device=None,
                  progress: bool = True) -> tuple[Transformer, History, bool]:
     """Return (model, history, from_cache) for this configuration, training (seeded) only when not cached."""
+    device = pick_device(device)  # before the cache lookup: a device error must not pass for a damaged entry
     extra = {"balance": balance.to_dict()} if balance is not None else None
     path = cache_dir() / f"{experiment_key(model_config, train_config, extra)}.safetensors"
     seed_everything(train_config.seed)
@@ -54,7 +55,7 @@ def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus
         try:
             read_checkpoint(path)
             _, history = load_checkpoint(path, model)
-            return model.to(device or "cpu"), History(**history), True
+            return model.to(device), History(**history), True  # where a fresh run would train
         except ValueError:  # a damaged cache entry is simply retrained
             path.unlink()
     history = train(model, corpus or Corpus(), train_config, device=device, balance=balance,

@@ -85,3 +85,27 @@ def test_workshop_mode_shortens_every_run_once(monkeypatch):
     assert TrainConfig(steps=700) == TrainConfig(steps=700, workshop_scaled=False) and TrainConfig(steps=700).steps == 700
     # the kept run shares its cache entry with the same run outside workshop mode
     assert experiment_key(ModelConfig(), kept) == experiment_key(ModelConfig(), TrainConfig(steps=400))
+
+
+def test_train_cached_trains_once_then_reuses(corpus, tiny_config, tmp_path, monkeypatch):
+    from course_lib.experiments import cache_dir, train_cached
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    config = TrainConfig(**SHORT)
+    model, history, cached = train_cached(tiny_config, config, corpus=corpus, progress=False)
+    again, history_again, cached_again = train_cached(tiny_config, config, corpus=corpus, progress=False)
+    assert (cached, cached_again) == (False, True)
+    assert history_again.train_loss == history.train_loss and history_again.val_loss == history.val_loss
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    # a cache hit honours the device policy exactly as a fresh run does (it used to come back on the CPU silently)
+    monkeypatch.setenv("COURSE_DEVICE", "tpu-of-my-dreams")
+    with pytest.raises(ValueError, match="Unknown device"):
+        train_cached(tiny_config, config, corpus=corpus, progress=False)
+    monkeypatch.delenv("COURSE_DEVICE")
+    assert train_cached(tiny_config, config, corpus=corpus, progress=False)[2]  # ...and the entry survived it
+    # a damaged entry is retrained, not trusted
+    (entry,) = cache_dir().glob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:100])
+    retrained, _, cached_after_damage = train_cached(tiny_config, config, corpus=corpus, progress=False)
+    assert not cached_after_damage
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), retrained.state_dict().values()))
