@@ -82,10 +82,26 @@ def transformers_blocks(config: BenchConfig) -> dict[str, torch.nn.Module]:
     return blocks
 
 
+class SeparateGateUpSwiGLU(torch.nn.Module):
+    """The same dense FFN with gate and up as two matmuls (as transformers writes it): its backward has no
+    concatenation of the two gradients, so on this CPU it is a few percent faster than the course's fused layout.
+    A second baseline, so a ratio to dense does not flatter the MoE."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.gate = torch.nn.Linear(d_model, hidden, bias=False)
+        self.up = torch.nn.Linear(d_model, hidden, bias=False)
+        self.down = torch.nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.nn.functional.silu(self.gate(x)) * self.up(x))
+
+
 def candidates(config: BenchConfig, *, with_transformers: bool = True) -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     active_hidden = (config.top_k + config.n_shared) * config.expert_hidden
-    modules = {"dense SwiGLU (same active FLOPs)": SwiGLU(config.d_model, active_hidden)}
+    modules = {"dense SwiGLU (same active FLOPs)": SwiGLU(config.d_model, active_hidden),
+               "dense SwiGLU, gate and up separate": SeparateGateUpSwiGLU(config.d_model, active_hidden)}
     for dispatch in ("sorted", "grouped"):
         torch.manual_seed(0)
         modules[f"course MoE {dispatch}"] = MoE(config.d_model, config.n_experts, config.top_k, config.expert_hidden,
@@ -172,9 +188,11 @@ def main() -> None:
                            key=lambda r: r["vs_dense"])
                 others = [r for r in rows if r["mode"] == "fwd+bwd" and r["name"].startswith("transformers")]
                 beats = all(best["ms"] < r["ms"] for r in others)
+                fastest_dense = min(r["ms"] for r in rows if r["mode"] == "fwd+bwd" and r["name"].startswith("dense"))
                 verdicts.append(f"config {config.name}: best course MoE ({best['name']}) fwd+bwd = {best['vs_dense']:.2f}x "
-                                f"dense (target <= {TARGETS[config.name]}): "
-                                f"{'met' if best['vs_dense'] <= TARGETS[config.name] else 'NOT met'}; "
+                                f"the course's dense FFN, {best['ms'] / fastest_dense:.2f}x the faster dense layout "
+                                f"(target <= {TARGETS[config.name]}): "
+                                f"{'met' if best['ms'] / fastest_dense <= TARGETS[config.name] else 'NOT met'}; "
                                 f"faster than every transformers implementation: "
                                 f"{'yes' if beats and others else 'not measured' if not others else 'NO'}")
     print("\n" + "\n".join(verdicts))
