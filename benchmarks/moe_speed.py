@@ -84,8 +84,8 @@ def transformers_blocks(config: BenchConfig) -> dict[str, torch.nn.Module]:
 
 class SeparateGateUpSwiGLU(torch.nn.Module):
     """The same dense FFN with gate and up as two matmuls (as transformers writes it): its backward has no
-    concatenation of the two gradients, so on this CPU it is a few percent faster than the course's fused layout.
-    A second baseline, so a ratio to dense does not flatter the MoE."""
+    concatenation of the two gradients, but two matmuls instead of one; on this CPU either layout can be the
+    faster by a few percent. A second baseline, so a ratio to dense does not flatter the MoE."""
 
     def __init__(self, d_model: int, hidden: int):
         super().__init__()

@@ -116,9 +116,9 @@ def _worker(rank: int, world_size: int, settings: dict, out_dir: str) -> None:
     grads = {n: p.grad for n, p in moe.named_parameters() if p.grad is not None}
     for name in sorted(grads):  # each rank holds the gradient of its own tokens: sum them, as data parallel does
         dist.all_reduce(grads[name])
-    result = Path(out_dir) / f"rank{rank}.pt"
-    torch.save({"y": y.detach(), "x_grad": x.grad, "grads": grads, "stats": stats}, result.with_suffix(".tmp"))
-    os.replace(result.with_suffix(".tmp"), result)  # the file exists only once it is complete
+    partial = Path(out_dir) / f"rank{rank}.tmp"
+    torch.save({"y": y.detach(), "x_grad": x.grad, "grads": grads, "stats": stats}, partial)
+    os.replace(partial, partial.with_suffix(".pt"))  # the result file exists only once it is complete
     dist.barrier()
     dist.destroy_process_group()
 
