@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from .routing import Routing
 
 
 # ---- losses -------------------------------------------------------------------------------------------------
@@ -111,7 +110,10 @@ def routing_entropy(scores: torch.Tensor) -> float:
     return float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
 
 
-# ---- integration with the model and the training loop -----------------------------------------------------------
+# ---- hooks for the training loop ----------------------------------------------------------------------------------
+# course_lib.train calls loss hooks as hook(output, batch) -> {name: weighted term} before the backward pass, and
+# callbacks as callback(StepInfo) after each optimizer step. Every hook reads the step's routing from the
+# ModelOutput the model returned, one Routing per MoE layer in the order of model.moe_layers().
 
 @dataclass
 class BalanceConfig:
@@ -130,34 +132,61 @@ class BalanceConfig:
         return asdict(self)
 
 
-def moe_layers(model: nn.Module) -> list[nn.Module]:
-    return [block.ffn for block in model.blocks if hasattr(block.ffn, "router")]
-
-
-def balance_losses(config: BalanceConfig, *, seq_len: int):
-    """An ``extra_losses`` hook for course_lib.train: the configured losses from each MoE layer's last routing."""
-    def losses(model: nn.Module, batch) -> dict[str, torch.Tensor]:
-        layers = moe_layers(model)
+def balance_losses(config: BalanceConfig):
+    """A loss hook: the configured balance losses, averaged over every MoE layer's routing of this step."""
+    def losses(output, batch) -> dict[str, torch.Tensor]:
+        sequences = batch.inputs.shape[0]
         terms = {}
         for name, coefficient, fn in (
-            ("aux_loss", config.aux_loss, lambda r, n: switch_aux_loss(r.scores / r.scores.sum(-1, keepdim=True), r.indices, n)),
-            ("sequence_loss", config.sequence_loss, lambda r, n: sequence_balance_loss(r.scores, r.indices, n, seq_len=seq_len)),
-            ("z_loss", config.z_loss, lambda r, n: router_z_loss(r.logits)),
+            ("aux_loss", config.aux_loss, lambda r: switch_aux_loss(r.scores / r.scores.sum(-1, keepdim=True), r.indices, r.scores.shape[1])),
+            # a layer routes sequences * seq tokens (seq - 1 in the MTP module): each row of the batch is one sequence
+            ("sequence_loss", config.sequence_loss, lambda r: sequence_balance_loss(
+                r.scores, r.indices, r.scores.shape[1], seq_len=r.indices.shape[0] // sequences)),
+            ("z_loss", config.z_loss, lambda r: router_z_loss(r.logits)),
         ):
             if coefficient > 0:
-                terms[name] = coefficient * sum(fn(layer.last_routing, layer.n_experts) for layer in layers) / len(layers)
+                terms[name] = coefficient * sum(fn(routing) for routing in output.routing) / len(output.routing)
         return terms
     return losses
 
 
 def bias_updater(model: nn.Module, update_rate: float):
-    """A training callback: after each optimizer step, move every MoE layer's router bias against its load."""
-    balancers = [(layer, BiasBalancer(layer.n_experts, update_rate, bias=layer.router.bias)) for layer in moe_layers(model)]
+    """A callback: after each optimizer step, move every MoE layer's router bias against that step's load.
+
+    The bias buffer is looked up at every step, not kept: ``model.to(device)`` (which train() calls) replaces
+    buffers, and an update of the old tensor would silently never reach the model.
+    """
+    layers = model.moe_layers()
+    BiasBalancer(layers[0].n_experts if layers else 1, update_rate)  # refuse a bad rate now, not at step 1
 
     def update(info) -> None:
-        for layer, balancer in balancers:
-            balancer.update(layer.last_routing.load(layer.n_experts))
+        for layer, routing in zip(layers, info.output.routing, strict=True):
+            BiasBalancer(layer.n_experts, update_rate, bias=layer.router.bias).update(routing.load(layer.n_experts))
     return update
+
+
+def routing_record(routings) -> dict:
+    """Per-layer statistics of one forward pass's routing: load, MaxVio, entropy, dropped fraction (JSON-able)."""
+    record = {"load": [], "max_violation": [], "entropy": [], "dropped": []}
+    for routing in routings:
+        load = routing.load(routing.scores.shape[1])
+        record["load"].append(load.tolist())
+        record["max_violation"].append(max_violation(load))
+        record["entropy"].append(routing_entropy(routing.scores.detach()))
+        record["dropped"].append(routing.dropped_fraction())
+    return record
+
+
+def routing_recorder(*, every: int):
+    """A callback: MaxVio of each step's batch (mean over layers) into ``history.extra["max_violation_batch"]``,
+    and the full per-layer record into ``history.routing`` at step 1 and every ``every`` steps."""
+    def record_step(info) -> None:
+        record = routing_record(info.output.routing)
+        info.history.extra.setdefault("max_violation_batch", []).append(
+            sum(record["max_violation"]) / len(record["max_violation"]))
+        if info.step % every == 0 or info.step == 1:
+            info.history.routing.append({"step": info.step, **record})
+    return record_step
 
 
 @torch.no_grad()
@@ -165,13 +194,13 @@ def global_load(model: nn.Module, batches) -> torch.Tensor:
     """(MoE layers, experts) assignments counted over a whole evaluation set, for MaxVio_global."""
     was_training = model.training
     model.eval()
-    layers = moe_layers(model)
-    totals = torch.zeros(len(layers), layers[0].n_experts)
+    layers = model.moe_layers()
     device = next(model.parameters()).device
+    totals = torch.zeros(len(layers), layers[0].n_experts)
     for batch in batches:
-        model(batch.inputs.to(device))
-        for i, layer in enumerate(layers):
-            totals[i] += layer.last_routing.load(layer.n_experts).cpu()
+        output = model(batch.inputs.to(device), targets=batch.targets.to(device), return_aux=True)
+        for i, (layer, routing) in enumerate(zip(layers, output.routing, strict=True)):
+            totals[i] += routing.load(layer.n_experts).cpu()
     model.train(was_training)
     return totals
 
@@ -179,19 +208,6 @@ def global_load(model: nn.Module, batches) -> torch.Tensor:
 def layer_max_violation(loads: torch.Tensor) -> float:
     """MaxVio averaged over layers, as Wang et al. 2024 report it. loads: (layers, experts)."""
     return sum(max_violation(row) for row in loads) / loads.shape[0]
-
-
-def routing_record(model: nn.Module) -> dict:
-    """Per-layer statistics of the last forward pass: load, MaxVio, entropy, dropped fraction (JSON-able)."""
-    record = {"load": [], "max_violation": [], "entropy": [], "dropped": []}
-    for layer in moe_layers(model):
-        routing: Routing = layer.last_routing
-        load = routing.load(layer.n_experts)
-        record["load"].append(load.tolist())
-        record["max_violation"].append(max_violation(load))
-        record["entropy"].append(routing_entropy(routing.scores.detach()))
-        record["dropped"].append(routing.dropped_fraction())
-    return record
 
 
 def uniform_limit(n_experts: int) -> float:

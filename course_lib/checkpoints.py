@@ -17,7 +17,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .hardware import pick_device
-from .transformer import ModelConfig, Transformer
+from .config import ModelConfig
+from .model import build_model
+from .transformer import Transformer
 
 CHECKPOINT_FORMAT = "course-checkpoint-v1"
 
@@ -129,6 +131,6 @@ def load_checkpoint(path: str | Path, model: nn.Module, *, optimizer: torch.opti
 def load_model(path: str | Path, *, device: str | torch.device | None = None) -> Transformer:
     """Rebuild a Transformer from a checkpoint saved by ``train`` or ``save_checkpoint``."""
     _, metadata = read_checkpoint(path)
-    model = Transformer(ModelConfig(**json.loads(metadata["model_config"])))
+    model = build_model(ModelConfig(**json.loads(metadata["model_config"])))
     load_checkpoint(path, model)
     return model.to(pick_device(device))

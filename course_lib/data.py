@@ -5,16 +5,25 @@ which experts each domain uses (notebook 05). Taught in notebook 01.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .corpus import DOMAINS
-
 VOCAB_SIZE = 256  # one token per byte: no tokenizer to train, every text round-trips
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DOMAINS = ("prose", "code", "arithmetic")  # the corpus's domains, built by course_lib.maintainer.corpus
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (corpus files here, model weights in course_lib.open_weights)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def encode(text: str) -> torch.Tensor:
@@ -51,7 +60,7 @@ class Corpus:
                 if not path.is_file():
                     raise FileNotFoundError(
                         f"Corpus file {path} is missing. Restore it with `git checkout -- data/` "
-                        f"or rebuild the corpus with `python -m course_lib.corpus`."
+                        f"or rebuild the corpus with `python -m course_lib.maintainer.corpus`."
                     )
                 self.texts[domain, split] = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REQUIRED_TORCH = "2.13.0"
-PACKAGES = ("numpy", "matplotlib", "safetensors", "tqdm", "ipywidgets", "jupyterlab", "ipykernel")
+PACKAGES = ("numpy", "matplotlib", "safetensors", "huggingface_hub", "tqdm", "ipywidgets", "jupyterlab", "ipykernel")
 
 
 @dataclass
@@ -49,7 +49,7 @@ def _check_package(name: str) -> Check:
 
 
 def _check_corpus() -> Check:
-    from .corpus import sha256_of
+    from .data import sha256_of
     from .data import DATA_DIR
 
     manifest_path = DATA_DIR / "manifest.json"
@@ -120,7 +120,7 @@ def _check_workshop() -> Check:
     from .train import WORKSHOP_ENV, WORKSHOP_SCALE, workshop_mode
 
     if workshop_mode():
-        return Check("workshop mode", True, f"on: every training run keeps {WORKSHOP_SCALE:.0%} of its steps "
+        return Check("workshop mode", True, f"on: the course's registered runs keep {WORKSHOP_SCALE:.0%} of their steps "
                                             f"(numbers will differ from the notebooks' text)")
     return Check("workshop mode", True, f"off ({WORKSHOP_ENV}=1 shortens training runs on slow machines)")
 

@@ -1,74 +1,49 @@
-"""Train once, reuse everywhere: an experiment runner that caches trained models by configuration.
+"""The course's named experiments: every training run a notebook shows, defined once and run by name.
 
-The cache lives in ``.cache/experiments/`` (or ``$COURSE_CACHE``), never committed. The key covers the model
-config, the training config, any extra settings, and a fingerprint of course_lib's source, so a changed config
-or changed library retrains while a re-run of the same notebook is instant. Training is seeded, so a cached
-result is the result a fresh run would give. Used from notebook 02 on.
+An ``Experiment`` is plain data: a model config, a training config, the balancing, and how far workshop mode
+may shorten it. ``run_experiment("moe_fine_shared", seed=1)`` trains it (or loads it from the cache of
+course_lib.cached_training) and returns ``(model, history, from_cache)``. A notebook that reuses another
+notebook's run names it, so it gets the very same run, cached, in workshop mode too. Used from notebook 01 on;
+``python -m course_lib.experiments`` lists them.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from dataclasses import asdict
-from pathlib import Path
+import copy
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch.nn as nn
 
 from .balancing import BalanceConfig
+from .cached_training import train_cached
+from .config import ModelConfig, MoEConfig
 from .data import Corpus
-from .hardware import pick_device, seed_everything
-from .checkpoints import load_checkpoint, read_checkpoint
-from .train import History, TrainConfig, train
-from .transformer import ModelConfig, Transformer
-
-CACHE_ENV = "COURSE_CACHE"
-LIBRARY_DIR = Path(__file__).resolve().parent
+from .moe import STANDARD_MOE
+from .routing import RouterConfig
+from .train import History, TrainConfig, workshop_scaled
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, LIBRARY_DIR.parent / ".cache")) / "experiments"
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    notebook: str  # the notebook that introduces it
+    model: ModelConfig
+    train: TrainConfig
+    balance: BalanceConfig | None = None  # None: no balance losses, no bias updates
+    workshop_min_steps: int = 20  # workshop mode never trains fewer steps (a run whose point needs every step: its steps)
+
+    def train_config(self, *, seed: int | None = None) -> TrainConfig:
+        """The training config to run: with ``seed`` if given, shortened in workshop mode (COURSE_WORKSHOP=1)."""
+        config = self.train if seed is None else dataclasses.replace(self.train, seed=seed)
+        return workshop_scaled(config, min_steps=self.workshop_min_steps)
 
 
-def library_fingerprint() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(LIBRARY_DIR.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def experiment_key(model_config: ModelConfig, train_config: TrainConfig, extra: dict | None = None) -> str:
-    train = {k: v for k, v in asdict(train_config).items() if k != "workshop_min_steps"}  # only steps matter
-    description = {"model": model_config.to_dict(), "train": train, "extra": extra or {},
-                   "library": library_fingerprint()}
-    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus: Corpus | None = None,
-                 balance: BalanceConfig | None = None, device=None,
-                 progress: bool = True) -> tuple[Transformer, History, bool]:
-    """Return (model, history, from_cache) for this configuration, training (seeded) only when not cached."""
-    device = pick_device(device)  # before the cache lookup: a device error must not pass for a damaged entry
-    extra = {"balance": balance.to_dict()} if balance is not None else None
-    path = cache_dir() / f"{experiment_key(model_config, train_config, extra)}.safetensors"
-    seed_everything(train_config.seed)
-    model = Transformer(model_config)
-    if path.exists():
-        try:
-            read_checkpoint(path)
-            _, history = load_checkpoint(path, model)
-            return model.to(device), History(**history), True  # where a fresh run would train
-        except ValueError:  # a damaged cache entry is simply retrained
-            path.unlink()
-    history = train(model, corpus or Corpus(), train_config, device=device, balance=balance,
-                    checkpoint_path=path, progress=progress)
-    return model, history, False
-
-
-def standard_moe_model(*, corpus: Corpus | None = None, progress: bool = True) -> tuple[Transformer, History, bool]:
-    """The course's standard MoE model (notebook 02: STANDARD_MOE FFNs, 400 steps), trained once and cached."""
-    from .moe import STANDARD_MOE
-
-    return train_cached(ModelConfig(moe=STANDARD_MOE), TrainConfig(steps=400, eval_every=100), corpus=corpus,
-                        progress=progress)
+class Run(NamedTuple):
+    model: nn.Module
+    history: History
+    from_cache: bool
 
 
 def mini_deepseek_config(version: str = "v4", *, mtp: bool = True) -> ModelConfig:
@@ -80,10 +55,77 @@ def mini_deepseek_config(version: str = "v4", *, mtp: bool = True) -> ModelConfi
     v4: sqrt(softplus) gate, scaling 1.5, no group limit, the first MoE layer hash-routed.
     Balance it with BalanceConfig(bias_update_rate=..., sequence_loss=1e-4), as V3 and V4 do.
     """
-    routers = {"v3": dict(score="sigmoid", normalize=True, routed_scaling=2.5, n_group=4, topk_group=2),
-               "v4": dict(score="sqrt_softplus", normalize=True, routed_scaling=1.5)}
+    routers = {"v3": RouterConfig(score="sigmoid", normalize=True, routed_scaling=2.5, n_group=4, topk_group=2),
+               "v4": RouterConfig(score="sqrt_softplus", normalize=True, routed_scaling=1.5)}
     if version not in routers:
         raise ValueError(f"version must be 'v3' or 'v4', got {version!r}")
-    moe = dict(n_experts=32, top_k=7, expert_hidden=44, n_shared=1, router=routers[version], dispatch="grouped",
-               hash_layers=1 if version == "v4" else 0)
+    moe = MoEConfig(n_experts=32, top_k=7, expert_hidden=44, n_shared=1, router=routers[version], dispatch="grouped",
+                    hash_layers=1 if version == "v4" else 0)
     return ModelConfig(moe=moe, mtp_depth=1 if mtp else 0)
+
+
+_SIGMOID = RouterConfig(score="sigmoid", normalize=True)
+_COMPARISON = TrainConfig(steps=300, batch_size=32, seq_len=64, eval_every=25, eval_batches=6)  # notebooks 05 and 08
+_BIAS = BalanceConfig(bias_update_rate=0.01)
+_DEEPSEEK_BALANCE = BalanceConfig(bias_update_rate=0.01, sequence_loss=1e-4)
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment("dense", "01", ModelConfig(),
+               TrainConfig(steps=700, batch_size=32, seq_len=64, lr=6e-3, warmup_steps=30, eval_every=100)),
+    Experiment("standard_moe", "02", ModelConfig(moe=STANDARD_MOE), TrainConfig(steps=400, eval_every=100)),
+    # notebook 04 trains this small MoE with each balancing method; the bias needs every step, so does workshop mode
+    Experiment("balancing", "04",
+               ModelConfig(context_length=64, d_model=64, n_layers=2, n_heads=2, ffn_hidden=176,
+                           moe=MoEConfig(n_experts=8, top_k=2, expert_hidden=88, dispatch="grouped", router=_SIGMOID)),
+               TrainConfig(steps=400, batch_size=16, seq_len=64, lr=6e-3, warmup_steps=20, eval_every=100,
+                           eval_batches=6, record_every=20),
+               BalanceConfig(), workshop_min_steps=400),
+    # notebook 05's compute-matched contenders; at 40% of the steps the x4 dense model has not caught up yet
+    Experiment("dense_300", "05", ModelConfig(), _COMPARISON, workshop_min_steps=300),
+    Experiment("moe_coarse", "05",
+               ModelConfig(moe=MoEConfig(n_experts=8, top_k=2, expert_hidden=176, router=_SIGMOID, dispatch="grouped")),
+               _COMPARISON, _BIAS, workshop_min_steps=300),
+    Experiment("moe_fine_shared", "05",
+               ModelConfig(moe=MoEConfig(n_experts=31, top_k=7, expert_hidden=44, n_shared=1, router=_SIGMOID,
+                                         dispatch="grouped")),
+               _COMPARISON, _BIAS, workshop_min_steps=300),
+    Experiment("dense_x4", "05", ModelConfig(ffn_hidden=1408), _COMPARISON, workshop_min_steps=300),
+    # notebook 08: the DeepSeek-style composition, compared with moe_fine_shared at the same steps
+    Experiment("mini_v4_mtp", "08", mini_deepseek_config("v4"), _COMPARISON, _DEEPSEEK_BALANCE, workshop_min_steps=300),
+    Experiment("mini_v4", "08", mini_deepseek_config("v4", mtp=False), _COMPARISON, _DEEPSEEK_BALANCE,
+               workshop_min_steps=300),
+)}
+
+
+def get_experiment(name: str, **changes) -> Experiment:
+    """The registered experiment ``name``, with any of its fields replaced (for example ``balance=...``)."""
+    if name not in EXPERIMENTS:
+        close = difflib.get_close_matches(name, EXPERIMENTS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"no experiment named {name!r}.{hint} Registered: {', '.join(EXPERIMENTS)}")
+    return dataclasses.replace(copy.deepcopy(EXPERIMENTS[name]), **changes)  # a copy: the registry stays as defined
+
+
+def run_experiment(experiment: str | Experiment, *, seed: int | None = None, corpus: Corpus | None = None,
+                   device=None, progress: bool = True) -> Run:
+    """Train the experiment (by name or as an Experiment) with ``seed``, or load it from the cache."""
+    if isinstance(experiment, str):
+        experiment = get_experiment(experiment)
+    return Run(*train_cached(experiment.model, experiment.train_config(seed=seed), corpus=corpus,
+                             balance=experiment.balance, device=device, progress=progress))
+
+
+def standard_moe_model(*, corpus: Corpus | None = None, progress: bool = True) -> Run:
+    """The course's standard MoE model (notebook 02: STANDARD_MOE FFNs, 400 steps), trained once and cached."""
+    return run_experiment("standard_moe", corpus=corpus, progress=progress)
+
+
+def main() -> None:
+    for e in EXPERIMENTS.values():
+        kind = "dense" if e.model.moe is None else f"MoE {e.model.moe.n_experts} experts, top-{e.model.moe.top_k}"
+        print(f"{e.name:16s} notebook {e.notebook}  {kind:24s} {e.train.steps} steps"
+              + (f", {e.balance}" if e.balance else ""))
+
+
+if __name__ == "__main__":
+    main()

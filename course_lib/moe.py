@@ -17,13 +17,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import MoEConfig
 from .routing import Router, RouterConfig, Routing
-from .transformer import ModelConfig, SwiGLU, dense_ffn
+from .transformer import RoutedFFN, SwiGLU
 
 DISPATCHES = ("loop", "sorted", "grouped")
 
 
-class MoE(nn.Module):
+class MoE(RoutedFFN):
     """Routed experts (SwiGLU, ``expert_hidden`` wide) plus ``n_shared`` always-on shared experts.
 
     d_model: width of the residual stream. n_experts: routed experts. top_k: experts per token.
@@ -45,7 +46,7 @@ class MoE(nn.Module):
             raise ValueError(f"dispatch='grouped' needs d_model and expert_hidden divisible by 4 (16-byte rows for "
                              f"torch._grouped_mm), got {d_model} and {expert_hidden}; use dispatch='sorted'")
         self.d_model, self.n_experts, self.top_k, self.expert_hidden = d_model, n_experts, top_k, expert_hidden
-        self.dispatch = dispatch
+        self.dispatch, self.vocab_size = dispatch, vocab_size
         self.router = Router(d_model, n_experts, top_k, router, vocab_size=vocab_size)
         # expert weights in nn.Linear layout (out, in), stacked: gate and up fused, as in the dense SwiGLU
         self.w_gate_up = nn.Parameter(torch.empty(n_experts, 2 * expert_hidden, d_model))
@@ -53,16 +54,20 @@ class MoE(nn.Module):
         nn.init.normal_(self.w_gate_up, std=0.02)
         nn.init.normal_(self.w_down, std=0.02)
         self.shared = SwiGLU(d_model, n_shared * expert_hidden) if n_shared else None
-        self.last_routing: Routing | None = None  # kept for inspection and balance losses (notebooks 03-05)
-
-    @property
-    def needs_token_ids(self) -> bool:
-        return self.router.needs_token_ids
 
     def route(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> Routing:
         """Route (..., d_model) inputs; the Routing is over the flattened tokens."""
         self._check_input(x)
         return self.router(x.reshape(-1, self.d_model), None if token_ids is None else token_ids.reshape(-1))
+
+    def router_with_rule(self, top_k: int, config: RouterConfig) -> Router:
+        """A new router with this layer's trained gate weights and another routing rule, in eval mode.
+
+        Re-routing the same hidden states with it isolates what the rule changes (notebook 03 and its explorer).
+        """
+        router = Router(self.d_model, self.n_experts, top_k, config, vocab_size=self.vocab_size)
+        router.gate.weight.data.copy_(self.router.gate.weight)
+        return router.to(self.router.gate.weight.device).eval()
 
     def expert_forward(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Routed expert ``e`` applied to the rows of x: (n, d_model) -> (n, d_model)."""
@@ -79,14 +84,19 @@ class MoE(nn.Module):
         scaling its input (expert_hidden wide) equals scaling its output (d_model wide), and costs less."""
         return F.silu(gate) * (up if row_weight is None else up * row_weight.unsqueeze(1))
 
-    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None, *,
+                return_routing: bool = False) -> torch.Tensor | tuple[torch.Tensor, Routing]:
+        """x: (..., d_model) -> the same shape; with ``return_routing``, also the Routing of the flattened tokens.
+
+        token_ids (same leading shape as x) are needed by hash routing only.
+        """
         routing = self.route(x, token_ids)
-        self.last_routing = routing
         flat = x.reshape(-1, self.d_model)  # (..., d) -> (T, d)
         routed = getattr(self, f"_dispatch_{self.dispatch}")(flat, routing)
         if self.shared is not None:
             routed = routed + self.shared(flat)
-        return routed.view_as(x)
+        out = routed.view_as(x)  # (T, d) -> (..., d)
+        return (out, routing) if return_routing else out
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() < 2 or x.shape[-1] != self.d_model or not x.is_floating_point():
@@ -138,28 +148,9 @@ class MoE(nn.Module):
         return torch.zeros_like(x).index_add_(0, token, expert_out)
 
 
-# ---- the MoE as the model's FFN ------------------------------------------------------------------------------
-
 # The course's standard MoE FFN (notebooks 02-05): the dense FFN's hidden width 352 split into 8 experts of 176,
 # top-2, so a token's FFN compute equals the dense model's; Mixtral-style softmax router, renormalised.
-STANDARD_MOE = dict(n_experts=8, top_k=2, expert_hidden=176, router=dict(normalize=True), dispatch="grouped")
-
-
-def moe_ffn(config: ModelConfig, layer_index: int) -> nn.Module:
-    """The FFN of block ``layer_index`` for a config with ``moe`` settings.
-
-    config.moe holds MoE's keyword arguments plus ``first_dense_layers`` (dense SwiGLU in the first blocks, as
-    DeepSeek-V3's first_k_dense_replace) and ``hash_layers`` (hash routing in the first MoE blocks, as V4).
-    """
-    settings = dict(config.moe)
-    first_dense = settings.pop("first_dense_layers", 0)
-    hash_layers = settings.pop("hash_layers", 0)
-    if layer_index < first_dense:
-        return dense_ffn(config, layer_index)
-    if layer_index < first_dense + hash_layers:
-        router = settings.get("router") or {}
-        settings["router"] = {**(router.to_dict() if isinstance(router, RouterConfig) else router), "kind": "hash"}
-    return MoE(config.d_model, vocab_size=config.vocab_size, **settings)
+STANDARD_MOE = MoEConfig(n_experts=8, top_k=2, expert_hidden=176, router=RouterConfig(normalize=True), dispatch="grouped")
 
 
 # ---- what an MoE layer costs -------------------------------------------------------------------------------
@@ -188,12 +179,13 @@ def capture_ffn_inputs(model: nn.Module, inputs: torch.Tensor) -> list[torch.Ten
     """Run ``model`` on ``inputs`` and return, per block, the (batch, seq, d_model) input of its FFN.
 
     Notebook 03 re-routes these real hidden states with other gates to compare routers on the same tokens.
+    The inputs follow the model's device.
     """
     captured: list[torch.Tensor] = []
     hooks = [block.ffn.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
              for block in model.blocks]
     try:
-        model(inputs)
+        model(inputs.to(next(model.parameters()).device))
     finally:
         for hook in hooks:
             hook.remove()

@@ -2,33 +2,40 @@
 
 At position i the main model predicts token i+1 from its last hidden state h_i. The MTP module predicts token
 i+2: it combines RMSNorm(h_i) with RMSNorm(embedding of token i+1) through a linear map 2d -> d, runs one more
-transformer block (causal, like the main ones), and reuses the main model's final norm and output head. Its loss
-is added with a weight (V3: 0.3, then 0.1); at inference the module can simply be dropped.
+transformer block (causal, like the main ones), and reuses the main model's embedding, final norm and output
+head. Its loss (``ModelOutput.mtp_loss``) is added with a weight (V3: 0.3, then 0.1); at inference the module
+can simply be dropped.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .transformer import Block, ModelConfig, RMSNorm, default_ffn
+from .config import ModelConfig
+from .routing import Routing
+from .transformer import Block, RMSNorm
 
 
 class MTPModule(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """ffn_factory builds the FFN of the module's block (course_lib.model gives it an MoE layer when the model has MoE)."""
+
+    def __init__(self, config: ModelConfig, ffn_factory: Callable[[], nn.Module]):
         super().__init__()
         self.hidden_norm = RMSNorm(config.d_model)
         self.embedding_norm = RMSNorm(config.d_model)
         self.project = nn.Linear(2 * config.d_model, config.d_model, bias=False)
-        self.block = Block(config, default_ffn(config, config.n_layers))  # an MoE block when the model has MoE
+        self.block = Block(config, ffn_factory())
 
-    def loss(self, model: nn.Module, hidden: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of predicting token i+2 at every position i that has one.
+    def forward(self, hidden: torch.Tensor, targets: torch.Tensor, *, embedding: nn.Embedding, final_norm: nn.Module,
+                head: nn.Module) -> tuple[torch.Tensor, Routing | None]:
+        """MTP's logits for token i+2 at every position i that has one, and its block's routing (None if dense).
 
         hidden: (batch, seq, d) the main model's last hidden states; targets: (batch, seq) the next tokens.
+        Returns logits of shape (batch, seq-1, vocab): row i predicts targets[:, i+1].
         """
-        next_embedding = model.token_embedding(targets[:, :-1])  # token i+1, (batch, seq-1, d)
-        combined = torch.cat([self.hidden_norm(hidden[:, :-1]), self.embedding_norm(next_embedding)], dim=-1)
-        x = self.block(self.project(combined), targets[:, :-1])  # (batch, seq-1, d)
-        logits = model.head(model.final_norm(x))  # shared output head
-        return F.cross_entropy(logits.flatten(0, 1), targets[:, 1:].flatten())  # token i+2 = targets[:, i+1]
+        next_embedding = embedding(targets[:, :-1])  # token i+1, (batch, seq-1, d)
+        combined = torch.cat([self.hidden_norm(hidden[:, :-1]), self.embedding_norm(next_embedding)], dim=-1)  # (batch, seq-1, 2d)
+        x, routing = self.block(self.project(combined), targets[:, :-1])  # (batch, seq-1, d); hash routing sees token i+1
+        return head(final_norm(x)), routing  # the shared output head

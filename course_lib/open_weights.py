@@ -23,15 +23,18 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from huggingface_hub import EvalResult, ModelCardData
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .checkpoints import config_differences, payload_sha256, state_tensors
-from .corpus import sha256_of
-from .data import DATA_DIR
+
+from .data import DATA_DIR, sha256_of
 from .hardware import pick_device
 from .licenses import catalogue
-from .transformer import ModelConfig, Transformer, count_parameters
+from .config import ModelConfig
+from .model import build_model
+from .transformer import Transformer, count_parameters
 
 RELEASE_FORMAT = "course-release-v1"
 WEIGHTS, CONFIG, CARD, LICENSE, SUMS = "model.safetensors", "config.json", "README.md", "LICENSE", "SHA256SUMS"
@@ -92,24 +95,27 @@ def licence_text(licence: str, *, holder: str, year: int) -> str:
 
 
 def model_card(*, name: str, config: ModelConfig, licence: str, metrics: dict[str, float], parameters: int) -> str:
-    """README.md with the YAML front matter the Hugging Face Hub reads (license, tags, datasets, model-index)."""
+    """README.md with the YAML front matter the Hugging Face Hub reads (license, tags, datasets, model-index).
+
+    The metadata is written by huggingface_hub's ``ModelCardData`` (``model-index`` from ``EvalResult``s), so
+    ``huggingface_hub.ModelCard.load`` reads it back, with or without metrics.
+    """
     hf = licence_terms_by_id(licence)["hf_license"]
-    front = [f"license: {hf['value']}"]
-    if hf["value"] == "other":
-        front += [f"license_name: {hf['license_name']}", f"license_link: {LICENSE}"]
-    front += ["library_name: course_lib", "pipeline_tag: text-generation",
-              "tags:", "- mixture-of-experts" if config.moe else "- dense", "- byte-level", "- educational",
-              "datasets:", "- course-corpus", "metrics:", "- loss",
-              "model-index:", f"- name: {name}", "  results:", "  - task:", "      type: text-generation",
-              "    dataset:", "      name: course corpus, validation split", "      type: course-corpus",
-              "    metrics:"]
-    for metric, value in metrics.items():
-        front += ["    - type: loss", f"      name: {metric} (nats per byte)", f"      value: {value:.4f}"]
-    kind = (f"A Mixture-of-Experts model ({config.moe['n_experts']} routed experts, top-{config.moe['top_k']})"
+    other = {"license_name": hf["license_name"], "license_link": LICENSE} if hf["value"] == "other" else {}
+    results = [EvalResult(task_type="text-generation", dataset_type="course-corpus",
+                          dataset_name="course corpus, validation split", metric_type="loss",
+                          metric_name=f"{metric} (nats per byte)", metric_value=round(value, 4))
+               for metric, value in metrics.items()]
+    card_data = ModelCardData(
+        license=hf["value"], **other, library_name="course_lib", pipeline_tag="text-generation",
+        tags=["mixture-of-experts" if config.moe else "dense", "byte-level", "educational"],
+        datasets=["course-corpus"], metrics=["loss"] if metrics else None,
+        model_name=name if metrics else None, eval_results=results or None)
+    kind = (f"A Mixture-of-Experts model ({config.moe.n_experts} routed experts, top-{config.moe.top_k})"
             if config.moe else "A dense transformer")
-    rows = "\n".join(f"| {metric} | {value:.4f} |" for metric, value in metrics.items())
+    rows = "\n".join(f"| {metric} | {value:.4f} |" for metric, value in metrics.items()) or "| (none given) | |"
     return f"""---
-{chr(10).join(front)}
+{card_data.to_yaml()}
 ---
 
 # {name}
@@ -262,7 +268,7 @@ def load_release(folder: str | Path, *, allow_pickle: bool = False, device: str 
         tensors = torch.load(pickles[0], map_location="cpu", weights_only=True)  # refuses code, allows tensors
     else:
         raise ReleaseError(f"{folder} has no {WEIGHTS}.")
-    model = Transformer(config)
+    model = build_model(config)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:

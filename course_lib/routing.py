@@ -75,6 +75,11 @@ class Routing:
     def dropped_fraction(self) -> float:
         return 0.0 if self.kept is None else 1.0 - self.kept.float().mean().item()
 
+    def to(self, device: str | torch.device) -> "Routing":
+        """The same decision with every tensor on ``device`` (analysis code gathers statistics on the CPU)."""
+        return Routing(*(None if t is None else t.to(device) for t in
+                         (self.indices, self.weights, self.scores, self.logits, self.kept)))
+
 
 def capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
     """Assignments one expert may take: ceil(capacity_factor * tokens * k / experts)."""
@@ -111,10 +116,6 @@ class Router(nn.Module):
             generator = torch.Generator().manual_seed(hash_seed)
             table = torch.stack([torch.randperm(n_experts, generator=generator)[:top_k] for _ in range(vocab_size)])
             self.register_buffer("token_to_experts", table)
-
-    @property
-    def needs_token_ids(self) -> bool:
-        return self.config.kind == "hash"
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> Routing:
         """x: (T, d_model) float; token_ids: (T,) long, needed by hash routing only."""

@@ -12,8 +12,9 @@ import re
 import torch
 import torch.nn as nn
 
-from .balancing import moe_layers, routing_entropy
+from .balancing import routing_entropy
 from .data import Corpus
+from .transformer import RoutedFFN
 
 TOKEN_CLASSES = ("digit", "whitespace", "punctuation", "letter", "python keyword")
 _KEYWORD = re.compile(rb"\b(" + b"|".join(k.encode() for k in keyword.kwlist if k.isalpha()) + rb")\b")
@@ -48,7 +49,8 @@ def expert_usage(model: nn.Module, corpus: Corpus, *, batches: int = 6, batch_si
     """
     was_training = model.training
     model.eval()
-    layers = moe_layers(model)
+    device = next(model.parameters()).device
+    layers = [block.ffn for block in model.blocks if isinstance(block.ffn, RoutedFFN)]  # MTP's needs targets: not here
     n_experts = layers[0].n_experts
     by_domain = torch.zeros(len(layers), len(corpus.domains), n_experts)
     by_class = torch.zeros(len(layers), len(TOKEN_CLASSES), n_experts)
@@ -57,10 +59,10 @@ def expert_usage(model: nn.Module, corpus: Corpus, *, batches: int = 6, batch_si
         generator = torch.Generator().manual_seed(domain_id)
         for _ in range(batches):
             batch = corpus.get_batch("val", batch_size=batch_size, seq_len=seq_len, generator=generator, domain=domain)
-            model(batch.inputs)
+            output = model(batch.inputs.to(device), return_aux=True)
             classes = token_classes(batch.inputs.flatten())
-            for layer_id, layer in enumerate(layers):
-                routing = layer.last_routing
+            for layer_id, routing in enumerate(output.routing):
+                routing = routing.to("cpu")
                 kept = routing.kept_mask()
                 one_hot = torch.zeros(routing.indices.shape[0], n_experts).scatter_add_(
                     1, routing.indices, kept.float())  # (tokens, experts) assignments
@@ -75,7 +77,7 @@ def expert_usage(model: nn.Module, corpus: Corpus, *, batches: int = 6, batch_si
 @contextlib.contextmanager
 def shared_experts_disabled(model: nn.Module):
     """Temporarily make every MoE layer's shared experts output zero (an ablation)."""
-    saved = [(layer, layer.shared) for layer in moe_layers(model) if layer.shared is not None]
+    saved = [(layer, layer.shared) for layer in model.moe_layers() if layer.shared is not None]
     if not saved:
         raise ValueError("this model has no shared experts to disable (MoE built with n_shared=0)")
     try:
@@ -90,7 +92,7 @@ def shared_experts_disabled(model: nn.Module):
 @contextlib.contextmanager
 def expert_disabled(model: nn.Module, expert: int):
     """Temporarily forbid routed expert ``expert`` in every MoE layer (its bias set to -inf for selection)."""
-    layers = moe_layers(model)
+    layers = model.moe_layers()
     saved = [layer.router.bias.clone() for layer in layers]
     try:
         for layer in layers:

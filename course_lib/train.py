@@ -1,26 +1,28 @@
 """The training loop: AdamW, warm-up + cosine schedule, clipping, periodic validation, checkpoints.
 
-Hooks make it the one loop of the course: ``extra_losses`` adds terms to the loss (balance losses in
-notebook 04), ``callbacks`` run after each optimizer step (bias updates, live plots, a Stop button).
-Taught in notebook 01.
+The loop knows nothing about experts. Each step it calls ``model(inputs, targets=..., return_aux=True)``, takes
+the language-model loss from the returned ModelOutput, and lets hooks do the rest: ``losses`` add named terms
+(balance losses, the MTP loss), ``callbacks`` run after each optimizer step (bias updates, routing records,
+live plots, a Stop button). ``course_lib.cached_training.training_hooks`` composes the usual ones for a model.
+Workshop mode is ``workshop_scaled(config)``, a function of the config. Taught in notebook 01.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .balancing import BalanceConfig, balance_losses, bias_updater, moe_layers, routing_record
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import Batch, Corpus
 from .hardware import pick_device
+from .transformer import ModelOutput
 
 
 @dataclass
@@ -36,10 +38,8 @@ class TrainConfig:
     eval_every: int = 100  # validate every this many steps and at the last step
     eval_batches: int = 6
     checkpoint_every: int = 0  # 0: only at the end (when a checkpoint path is given)
-    record_every: int = 25  # MoE models: snapshot per-layer routing statistics this often
+    record_every: int = 25  # MoE models: snapshot per-layer routing statistics this often (routing_recorder)
     seed: int = 0
-    workshop_min_steps: int = 20  # workshop mode never shortens this run below this many steps (see below)
-    workshop_scaled: bool = False  # set by workshop mode once the step counts are shortened (never set it yourself)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches", "record_every"):
@@ -48,23 +48,32 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        shortened = min(self.steps, max(self.workshop_min_steps, round(self.steps * WORKSHOP_SCALE)))
-        if workshop_mode() and not self.workshop_scaled and shortened < self.steps:
-            scale = shortened / self.steps  # every count shrinks alike, so the schedule keeps its shape
-            self.steps = shortened
-            for name in ("warmup_steps", "eval_every", "record_every", "checkpoint_every"):
-                value = getattr(self, name)
-                setattr(self, name, max(1 if value else 0, round(value * scale)))
-            self.workshop_scaled = True
 
 
 WORKSHOP_ENV = "COURSE_WORKSHOP"
-WORKSHOP_SCALE = 0.4  # the share of training steps kept in workshop mode, unless a run's workshop_min_steps is higher
+WORKSHOP_SCALE = 0.4  # the share of training steps kept in workshop mode, unless a run asks for more
 
 
 def workshop_mode() -> bool:
     """True when COURSE_WORKSHOP is set (and not 0): for slow classroom machines, training runs are shortened."""
     return os.environ.get(WORKSHOP_ENV, "0") not in ("", "0")
+
+
+def workshop_scaled(config: TrainConfig, *, min_steps: int = 20, enabled: bool | None = None) -> TrainConfig:
+    """The run as workshop mode trains it: ``WORKSHOP_SCALE`` of the steps, never fewer than ``min_steps``.
+
+    Every count shrinks alike, so the schedule keeps its shape. enabled: default ``workshop_mode()``; when
+    off, or when the run is already that short, the config comes back unchanged (the same object).
+    """
+    if not (workshop_mode() if enabled is None else enabled):
+        return config
+    shortened = min(config.steps, max(min_steps, round(config.steps * WORKSHOP_SCALE)))
+    if shortened == config.steps:
+        return config
+    scale = shortened / config.steps
+    counts = {name: max(1 if getattr(config, name) else 0, round(getattr(config, name) * scale))
+              for name in ("warmup_steps", "eval_every", "record_every", "checkpoint_every")}
+    return replace(config, steps=shortened, **counts)
 
 
 @dataclass
@@ -93,11 +102,12 @@ class StepInfo:
     step: int  # steps completed
     model: nn.Module
     batch: Batch
-    loss: float
+    output: ModelOutput  # what this step's forward pass computed (routing per MoE layer, ...)
+    loss: float  # the language-model loss
     history: History
 
 
-ExtraLosses = Callable[[nn.Module, Batch], dict[str, torch.Tensor]]
+LossHook = Callable[[ModelOutput, Batch], dict[str, torch.Tensor]]  # named, already-weighted terms to add
 Callback = Callable[[StepInfo], None]
 
 
@@ -138,16 +148,15 @@ def evaluate(model: nn.Module, batches: list[Batch], domains: tuple[str, ...]) -
 
 
 def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str | torch.device | None = None,
-          balance: BalanceConfig | None = None, extra_losses: ExtraLosses | None = None,
-          callbacks: list[Callback] = (), checkpoint_path: str | Path | None = None, resume: bool = False,
-          progress: bool = True) -> History:
+          losses: Sequence[LossHook] = (), callbacks: Sequence[Callback] = (),
+          checkpoint_path: str | Path | None = None, resume: bool = False, progress: bool = True) -> History:
     """Train ``model`` on ``corpus`` and return its History.
 
     device: where to train (default: the course policy, see course_lib.hardware.pick_device).
-    balance: for MoE models, the balance losses to add and the bias update rate (notebook 04). MoE models
-        always get their routing statistics recorded: MaxVio per step, per-layer snapshots every record_every.
-    extra_losses: called after each forward pass; returns named, already-weighted terms added to the loss.
-    callbacks: called after each optimizer step with a StepInfo; raise StopTraining to stop early.
+    losses: called after each forward pass with (ModelOutput, batch); each returns named, already-weighted terms
+        that are added to the loss and logged in ``history.extra`` (balance losses, the MTP loss).
+    callbacks: called in order after each optimizer step (and after that step's validation) with a StepInfo;
+        raise StopTraining to stop early. For MoE models, see course_lib.cached_training.training_hooks.
     checkpoint_path: save here (atomically) every ``checkpoint_every`` steps and at the end.
     resume: continue from ``checkpoint_path`` if it exists; the result is bit-for-bit an uninterrupted run.
     """
@@ -160,13 +169,6 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
         start_step, saved = load_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator)
         history = History(**saved)
     eval_set = corpus.eval_batches(n_batches=config.eval_batches, batch_size=config.batch_size, seq_len=config.seq_len)
-    has_moe = bool(moe_layers(model))
-    loss_hooks = [hook for hook in (extra_losses,) if hook is not None]
-    step_hooks = list(callbacks)
-    if balance is not None and has_moe:
-        loss_hooks.append(balance_losses(balance, seq_len=config.seq_len))
-        if balance.bias_update_rate > 0:
-            step_hooks.insert(0, bias_updater(model, balance.bias_update_rate))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -178,29 +180,21 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
                 group["lr"] = lr_at(step, config)
             batch = corpus.get_batch("train", batch_size=config.batch_size, seq_len=config.seq_len,
                                      generator=generator).to(device)
-            logits = model(batch.inputs)
-            loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
-            terms = {name: value for hook in loss_hooks for name, value in hook(model, batch).items()}
-            if getattr(model, "mtp", None) is not None:
-                terms["mtp_loss"] = model.config.mtp_loss_weight * model.mtp.loss(model, model.last_hidden,
-                                                                                  batch.inputs, batch.targets)
+            output = model(batch.inputs, targets=batch.targets, return_aux=True)
+            loss = output.language_model_loss(batch.targets)
+            terms = {name: value for hook in losses for name, value in hook(output, batch).items()}
             total = loss + sum(terms.values()) if terms else loss
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            history.step.append(step + 1)
+            done = step + 1
+            history.step.append(done)
             history.train_loss.append(loss.item())
             history.lr.append(optimizer.param_groups[0]["lr"])
             for name, value in terms.items():
                 history.extra.setdefault(name, []).append(float(value.detach()))
-            done = step + 1
-            if has_moe:
-                record = routing_record(model)  # the load of this step's batch, before the bias moves
-                history.extra.setdefault("max_violation_batch", []).append(sum(record["max_violation"]) / len(record["max_violation"]))
-                if done % config.record_every == 0 or done == 1:
-                    history.routing.append({"step": done, **record})
             if done % config.eval_every == 0 or done == config.steps:
                 val_loss, by_domain = evaluate(model, eval_set, corpus.domains)
                 history.eval_step.append(done)
@@ -212,11 +206,13 @@ def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str 
                 # message channel with widget updates, which can drop messages under nbval
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             history.seconds = time.perf_counter() - started
-            if checkpoint_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
-                save_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator, step=done,
-                                history=history.to_dict(), train_config=asdict(config))
-            for callback in step_hooks:
-                callback(StepInfo(done, model, batch, loss.item(), history))
+            try:
+                for callback in callbacks:
+                    callback(StepInfo(done, model, batch, output, loss.item(), history))
+            finally:  # after the callbacks (a bias update belongs to this step), also when one stops training
+                if checkpoint_path is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
+                    save_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator, step=done,
+                                    history=history.to_dict(), train_config=asdict(config))
     except StopTraining:
         pass
     finally:

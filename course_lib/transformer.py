@@ -1,49 +1,29 @@
 """A small decoder-only transformer whose feed-forward block is a pluggable part.
 
-Read top to bottom in build order: config, RMSNorm, causal self-attention, the SwiGLU FFN, the block, the
-model, then counting (parameters and FLOPs per token) and sampling. Notebook 01 builds each piece step by
-step; notebook 02 swaps the FFN for a Mixture-of-Experts layer without touching anything else here.
+Read top to bottom in build order: RMSNorm, causal self-attention, the SwiGLU FFN, the block, what the model
+returns (``ModelOutput``, with the losses computed from it), the model, then counting (parameters and FLOPs per
+token) and sampling. Notebook 01 builds each piece step by step; notebook 02 swaps the FFN for a
+Mixture-of-Experts layer without touching anything else here. This module imports no MoE code: an FFN that
+routes tokens implements ``RoutedFFN``, and ``course_lib.model.build_model`` puts the parts together.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import VOCAB_SIZE
+from .config import ModelConfig
 
+if TYPE_CHECKING:
+    from .routing import Routing
 
-@dataclass
-class ModelConfig:
-    vocab_size: int = VOCAB_SIZE
-    context_length: int = 64  # longest sequence the model accepts (learned position embeddings)
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    ffn_hidden: int = 352  # SwiGLU hidden width; about 8/3 * d_model keeps the FFN near the usual 8 d^2 params
-    moe: dict | None = field(default=None)  # MoE settings for the FFN (notebook 02); None = dense everywhere
-    mtp_depth: int = 0  # 1 adds DeepSeek-V3's multi-token-prediction module (notebook 08)
-    mtp_loss_weight: float = 0.3  # its loss weight in training (V3: 0.3, later 0.1)
-
-    def __post_init__(self):
-        for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "ffn_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        if self.mtp_depth not in (0, 1):
-            raise ValueError(f"mtp_depth must be 0 or 1 (the course implements V3's depth-1 MTP), got {self.mtp_depth}")
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: each head gets "
-                f"d_model / n_heads dimensions. Pick n_heads among the divisors of {self.d_model}."
-            )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["ModelConfig", "RMSNorm", "CausalSelfAttention", "SwiGLU", "RoutedFFN", "Block", "ModelOutput",
+           "Transformer", "dense_ffn", "attention_map", "count_parameters", "dense_parameter_formula",
+           "dense_flops_per_token", "measured_flops_per_token", "generate"]
 
 
 class RMSNorm(nn.Module):
@@ -100,20 +80,20 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
+class RoutedFFN(nn.Module):
+    """An FFN that routes each token to experts (course_lib.moe.MoE is one).
+
+    Its ``forward(x, token_ids=None, *, return_routing=False)`` returns the output, or ``(output, routing)``
+    when asked: the block asks, so the model can return every layer's routing. Token ids are passed because
+    hash routing chooses experts by token id.
+    """
+
+
 FFNFactory = Callable[[ModelConfig, int], nn.Module]  # (config, layer_index) -> the block's feed-forward module
 
 
 def dense_ffn(config: ModelConfig, layer_index: int) -> nn.Module:
     return SwiGLU(config.d_model, config.ffn_hidden)
-
-
-def default_ffn(config: ModelConfig, layer_index: int) -> nn.Module:
-    """Dense SwiGLU, or the MoE layer that ``config.moe`` describes (see course_lib.moe)."""
-    if config.moe is None:
-        return dense_ffn(config, layer_index)
-    from .moe import moe_ffn  # imported here: the MoE module builds on this one
-
-    return moe_ffn(config, layer_index)
 
 
 class Block(nn.Module):
@@ -124,18 +104,50 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.d_model)
         self.ffn = ffn
 
-    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Routing | None]:
+        """Returns the new residual stream and, when the FFN routes, its routing of these tokens."""
         x = x + self.attn(self.attn_norm(x))  # pre-norm residual stream
-        if getattr(self.ffn, "needs_token_ids", False):  # hash-routed MoE layers route by token id
-            return x + self.ffn(self.ffn_norm(x), token_ids=token_ids)
-        return x + self.ffn(self.ffn_norm(x))
+        if isinstance(self.ffn, RoutedFFN):
+            out, routing = self.ffn(self.ffn_norm(x), token_ids=token_ids, return_routing=True)
+            return x + out, routing
+        return x + self.ffn(self.ffn_norm(x)), None
+
+
+@dataclass
+class ModelOutput:
+    """What one forward pass computed, returned by ``model(inputs, return_aux=True)``."""
+    logits: torch.Tensor  # (batch, seq, vocab) next-token logits
+    hidden_states: tuple[torch.Tensor, ...]  # n_layers + 1 tensors (batch, seq, d): the embeddings, then each block's output
+    routing: tuple[Routing, ...]  # one per MoE layer, in the order of model.moe_layers() (MTP's last, when it ran)
+    mtp_logits: torch.Tensor | None = None  # (batch, seq-1, vocab) MTP's logits for token i+2, when targets were given
+
+    def language_model_loss(self, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the next-token predictions; targets: (batch, seq)."""
+        return F.cross_entropy(self.logits.flatten(0, 1), targets.flatten())  # (batch*seq, vocab) vs (batch*seq,)
+
+    def mtp_loss(self, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of MTP's predictions of token i+2 (= targets[:, i+1]) at every position that has one."""
+        if self.mtp_logits is None:
+            raise ValueError("no MTP logits: the model has no MTP module, or it was called without targets")
+        return F.cross_entropy(self.mtp_logits.flatten(0, 1), targets[:, 1:].flatten())
 
 
 class Transformer(nn.Module):
-    """Token + position embeddings, ``n_layers`` blocks, a final norm and an output head tied to the embedding."""
+    """Token + position embeddings, ``n_layers`` blocks, a final norm and an output head tied to the embedding.
 
-    def __init__(self, config: ModelConfig, *, ffn_factory: FFNFactory = default_ffn):
+    ffn_factory: builds each block's FFN (default: the dense SwiGLU). mtp_factory: builds the MTP module for a
+    config with ``mtp_depth``. ``course_lib.model.build_model(config)`` passes both for MoE and MTP configs.
+    """
+
+    def __init__(self, config: ModelConfig, *, ffn_factory: FFNFactory | None = None,
+                 mtp_factory: Callable[[], nn.Module] | None = None):
         super().__init__()
+        if ffn_factory is None and config.moe is not None:
+            raise ValueError("this config has MoE layers: build the model with course_lib.model.build_model(config)")
+        if (mtp_factory is None) != (config.mtp_depth == 0):
+            raise ValueError(f"mtp_depth={config.mtp_depth} needs an mtp_factory exactly when it is 1: "
+                             f"build the model with course_lib.model.build_model(config)")
+        ffn_factory = ffn_factory or dense_ffn
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = nn.Embedding(config.context_length, config.d_model)
@@ -143,12 +155,7 @@ class Transformer(nn.Module):
         self.final_norm = RMSNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.head.weight = self.token_embedding.weight  # weight tying: one matrix for bytes in and out
-        self.mtp = None
-        if config.mtp_depth:
-            from .mtp import MTPModule  # imported here: the MTP module builds on this one
-
-            self.mtp = MTPModule(config)
-        self.last_hidden: torch.Tensor | None = None  # the last block's output, for the MTP loss
+        self.mtp = mtp_factory() if mtp_factory is not None else None
         self.apply(self._init_weights)
         for name, parameter in self.named_parameters():
             if name.endswith(("attn.out.weight", "down.weight")):  # residual projections, scaled as in GPT-2
@@ -159,8 +166,18 @@ class Transformer(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs: (batch, seq) long token ids, seq <= context_length. Returns (batch, seq, vocab) logits."""
+    def moe_layers(self) -> list[nn.Module]:
+        """Every FFN that routes tokens, the MTP module's included, in the order of ``ModelOutput.routing``."""
+        ffns = [block.ffn for block in self.blocks] + ([self.mtp.block.ffn] if self.mtp is not None else [])
+        return [ffn for ffn in ffns if isinstance(ffn, RoutedFFN)]
+
+    def forward(self, inputs: torch.Tensor, *, targets: torch.Tensor | None = None,
+                return_aux: bool = False) -> torch.Tensor | ModelOutput:
+        """inputs: (batch, seq) long token ids, seq <= context_length.
+
+        Returns the (batch, seq, vocab) logits, or with ``return_aux`` a ModelOutput. Targets (batch, seq) are
+        needed only by the MTP module, which predicts token i+2 from token i+1's embedding.
+        """
         if inputs.dim() != 2 or inputs.dtype != torch.long:
             raise ValueError(f"inputs must be a (batch, seq) tensor of dtype long, got {tuple(inputs.shape)} {inputs.dtype}")
         seq = inputs.shape[1]
@@ -171,14 +188,36 @@ class Transformer(nn.Module):
             )
         positions = torch.arange(seq, device=inputs.device)
         x = self.token_embedding(inputs) + self.position_embedding(positions)  # (batch, seq, d_model)
+        hidden_states, routing = [x], []
         for block in self.blocks:
-            x = block(x, inputs)
-        self.last_hidden = x
-        return self.head(self.final_norm(x))
+            x, block_routing = block(x, inputs)
+            hidden_states.append(x)
+            if block_routing is not None:
+                routing.append(block_routing)
+        logits = self.head(self.final_norm(x))
+        if not return_aux:
+            return logits
+        mtp_logits = None
+        if self.mtp is not None and targets is not None:
+            mtp_logits, mtp_routing = self.mtp(x, targets, embedding=self.token_embedding, final_norm=self.final_norm,
+                                               head=self.head)
+            if mtp_routing is not None:
+                routing.append(mtp_routing)
+        return ModelOutput(logits, tuple(hidden_states), tuple(routing), mtp_logits)
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = self(inputs)
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (batch*seq, vocab) vs (batch*seq,)
+        """The language-model loss of predicting ``targets`` (batch, seq) from ``inputs``."""
+        return self(inputs, return_aux=True).language_model_loss(targets)
+
+
+@torch.no_grad()
+def attention_map(model: Transformer, tokens: torch.Tensor, *, layer: int) -> torch.Tensor:
+    """(n_heads, seq, seq) attention probabilities of block ``layer`` for the 1-D ``tokens`` (notebook 01's viewer)."""
+    device = next(model.parameters()).device
+    inputs = tokens.to(device)[None]  # (1, seq)
+    block = model.blocks[layer]
+    x = model(inputs, return_aux=True).hidden_states[layer]  # the residual stream entering block `layer`
+    return block.attn.attention_weights(block.attn_norm(x))[0]
 
 
 # ---- counting ----------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ import torch
 from course_lib.anatomy import count_params, flops_per_token, kv_cache_bytes_per_token, load_config, moe_params
 from course_lib.experiments import mini_deepseek_config
 from course_lib.train import TrainConfig, train
-from course_lib.transformer import ModelConfig, Transformer
+from course_lib.transformer import ModelConfig
+from course_lib.model import build_model
 
 PUBLISHED = {"deepseek-ai--DeepSeek-V3": (671e9, 37e9), "mistralai--Mixtral-8x7B-v0.1": (46.7e9, 12.9e9),
              "Qwen--Qwen3-30B-A3B": (30.5e9, 3.3e9)}
@@ -49,28 +50,58 @@ def test_unknown_type_and_missing_field_are_named():
 
 def test_mtp_loss_shape_and_gradient():
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(context_length=16, d_model=32, n_layers=2, n_heads=2, ffn_hidden=32, mtp_depth=1))
+    model = build_model(ModelConfig(context_length=16, d_model=32, n_layers=2, n_heads=2, ffn_hidden=32, mtp_depth=1))
     inputs, targets = torch.randint(256, (3, 16)), torch.randint(256, (3, 16))
-    model(inputs)
-    loss = model.mtp.loss(model, model.last_hidden, inputs, targets)
+    output = model(inputs, targets=targets, return_aux=True)
+    assert output.mtp_logits.shape == (3, 15, 256)  # row i predicts token i+2
+    loss = output.mtp_loss(targets)
     assert loss.dim() == 0
     loss.backward()
     assert model.mtp.project.weight.grad.abs().sum() > 0 and model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert model(inputs, return_aux=True).mtp_logits is None  # no targets, no MTP
+    with pytest.raises(ValueError, match="no MTP logits"):
+        model(inputs, return_aux=True).mtp_loss(targets)
     with pytest.raises(ValueError, match="mtp_depth"):
         ModelConfig(mtp_depth=2)
 
 
-def test_mini_deepseek_loss_falls_on_a_short_seeded_run(corpus):
-    from course_lib.balancing import BalanceConfig
+def test_the_mtp_moe_layer_is_listed_routed_and_balanced(corpus):
+    """The MTP module's MoE layer used to be invisible to balancing (it walked model.blocks only)."""
     import dataclasses
 
-    config = dataclasses.replace(mini_deepseek_config("v4"), context_length=32, d_model=48, n_layers=2, n_heads=2, ffn_hidden=96)
-    config.moe["expert_hidden"] = 12
+    from course_lib.balancing import BalanceConfig
+    from course_lib.cached_training import training_hooks
+
+    config = dataclasses.replace(mini_deepseek_config("v4"), context_length=32, d_model=48, n_layers=2, n_heads=2,
+                                 ffn_hidden=96)
     torch.manual_seed(0)
-    model = Transformer(config)
+    model = build_model(config)
+    layers = model.moe_layers()
+    assert len(layers) == 3 and layers[-1] is model.mtp.block.ffn
+    batch = corpus.get_batch("train", batch_size=4, seq_len=32, generator=torch.Generator().manual_seed(0))
+    output = model(batch.inputs, targets=batch.targets, return_aux=True)
+    assert len(output.routing) == 3 and output.routing[-1].indices.shape[0] == 4 * 31  # MTP routes seq - 1 positions
+    train_config = TrainConfig(steps=3, batch_size=4, seq_len=32, eval_every=3, eval_batches=1, record_every=1)
+    losses, callbacks = training_hooks(model, train_config, BalanceConfig(bias_update_rate=0.01, sequence_loss=1e-4))
+    history = train(model, corpus, train_config, losses=losses, callbacks=callbacks, progress=False)
+    assert model.mtp.block.ffn.router.bias.abs().sum() > 0  # the bias updates reached the MTP layer
+    assert all(len(record["load"]) == 3 for record in history.routing)  # and so did the routing records
+
+
+def test_mini_deepseek_loss_falls_on_a_short_seeded_run(corpus):
+    import dataclasses
+
+    from course_lib.balancing import BalanceConfig
+    from course_lib.cached_training import training_hooks
+
+    config = dataclasses.replace(mini_deepseek_config("v4"), context_length=32, d_model=48, n_layers=2, n_heads=2, ffn_hidden=96)
+    config.moe.expert_hidden = 12
+    torch.manual_seed(0)
+    model = build_model(config)
     assert model.blocks[0].ffn.router.config.kind == "hash" and model.mtp is not None
-    history = train(model, corpus, TrainConfig(steps=60, batch_size=8, seq_len=32, eval_every=30, eval_batches=2),
-                    balance=BalanceConfig(bias_update_rate=0.01, sequence_loss=1e-4), progress=False)
+    train_config = TrainConfig(steps=60, batch_size=8, seq_len=32, eval_every=30, eval_batches=2)
+    losses, callbacks = training_hooks(model, train_config, BalanceConfig(bias_update_rate=0.01, sequence_loss=1e-4))
+    history = train(model, corpus, train_config, losses=losses, callbacks=callbacks, progress=False)
     assert history.val_loss[-1] < history.val_loss[0] and "mtp_loss" in history.extra and "sequence_loss" in history.extra
     v3 = mini_deepseek_config("v3")
-    assert v3.moe["router"]["n_group"] == 4 and v3.moe["router"]["score"] == "sigmoid"
+    assert v3.moe.router.n_group == 4 and v3.moe.router.score == "sigmoid"

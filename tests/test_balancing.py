@@ -10,7 +10,9 @@ from course_lib.balancing import (BalanceConfig, BiasBalancer, coefficient_of_va
 from course_lib.moe import MoE
 from course_lib.routing import Router, RouterConfig
 from course_lib.train import TrainConfig, train
-from course_lib.transformer import ModelConfig, Transformer
+from course_lib.transformer import ModelConfig
+from course_lib.cached_training import training_hooks
+from course_lib.model import build_model
 
 
 def uniform_routing(tokens, n_experts, top_k):
@@ -71,28 +73,29 @@ def test_aux_loss_gradient_reaches_the_router():
 
 
 def test_aux_loss_gradient_reaches_the_router_through_the_training_loop(corpus):
+    from course_lib.balancing import balance_losses
+    from course_lib.cached_training import training_hooks
+
+    config = ModelConfig(context_length=16, d_model=32, n_layers=1, n_heads=2, ffn_hidden=32,
+                         moe=dict(n_experts=4, top_k=1, expert_hidden=16))
+    # the hook's term alone has a gradient on the gate
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(context_length=16, d_model=32, n_layers=1, n_heads=2, ffn_hidden=32,
-                                    moe=dict(n_experts=4, top_k=1, expert_hidden=16)))
-    gate = model.blocks[0].ffn.router.gate.weight
-    grads = []
-
-    class Spy(torch.optim.AdamW):
-        pass
-
-    def capture(info):
-        grads.append(True)
-
-    history = train(model, corpus, TrainConfig(steps=2, batch_size=2, seq_len=16, eval_every=2, eval_batches=1),
-                    balance=BalanceConfig(aux_loss=1.0), callbacks=[capture], progress=False)
-    assert history.extra["aux_loss"][0] >= 1.0 - 1e-6
-    # the aux term alone has a gradient on the gate
-    model.zero_grad()
+    model = build_model(config)
     batch = corpus.get_batch("train", batch_size=2, seq_len=16, generator=torch.Generator().manual_seed(0))
-    model(batch.inputs)
-    routing = model.blocks[0].ffn.last_routing
-    switch_aux_loss(routing.scores, routing.indices, 4).backward()
-    assert gate.grad.abs().sum() > 0
+    term = balance_losses(BalanceConfig(aux_loss=1.0))(model(batch.inputs, return_aux=True), batch)["aux_loss"]
+    term.backward()
+    assert model.blocks[0].ffn.router.gate.weight.grad.abs().sum() > 0
+    # and the loop applies it: one step with the aux loss moves the gate differently from one step without
+    gates = {}
+    for coefficient in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model(config)
+        train_config = TrainConfig(steps=1, batch_size=2, seq_len=16, eval_every=1, eval_batches=1)
+        losses, callbacks = training_hooks(model, train_config, BalanceConfig(aux_loss=coefficient))
+        history = train(model, corpus, train_config, losses=losses, callbacks=callbacks, progress=False)
+        gates[coefficient] = model.blocks[0].ffn.router.gate.weight.detach().clone()
+    assert history.extra["aux_loss"][0] >= 1.0 - 1e-6  # top-1 on 4 experts: at least 1, the balanced value
+    assert not torch.equal(gates[0.0], gates[1.0])
 
 
 def test_bias_never_changes_the_combine_weights():
@@ -155,18 +158,34 @@ def test_loss_free_balancing_lowers_max_violation_on_a_short_seeded_run(corpus):
     results = {}
     for name, balance in (("none", BalanceConfig()), ("loss-free", BalanceConfig(bias_update_rate=0.01))):
         torch.manual_seed(0)
-        model = Transformer(config)
-        train(model, corpus, train_config, balance=balance, progress=False)
+        model = build_model(config)
+        losses, callbacks = training_hooks(model, train_config, balance)
+        train(model, corpus, train_config, losses=losses, callbacks=callbacks, progress=False)
         loads = global_load(model, corpus.eval_batches(n_batches=4, batch_size=8, seq_len=32))
         results[name] = layer_max_violation(loads)
     assert results["loss-free"] < 0.5 * results["none"], results
 
 
 def test_training_records_routing_statistics(corpus):
-    model = Transformer(ModelConfig(context_length=16, d_model=32, n_layers=2, n_heads=2, ffn_hidden=32,
+    model = build_model(ModelConfig(context_length=16, d_model=32, n_layers=2, n_heads=2, ffn_hidden=32,
                                     moe=dict(n_experts=4, top_k=2, expert_hidden=16)))
-    history = train(model, corpus, TrainConfig(steps=10, batch_size=2, seq_len=16, eval_every=10, eval_batches=1,
-                                               record_every=5), progress=False)
+    train_config = TrainConfig(steps=10, batch_size=2, seq_len=16, eval_every=10, eval_batches=1, record_every=5)
+    history = train(model, corpus, train_config, callbacks=training_hooks(model, train_config)[1], progress=False)
     assert len(history.extra["max_violation_batch"]) == 10
     assert [r["step"] for r in history.routing] == [1, 5, 10]
     assert len(history.routing[0]["load"]) == 2 and sum(history.routing[0]["load"][0]) == 2 * 16 * 2
+
+
+def test_bias_updates_reach_the_model_after_it_moves(corpus):
+    """train() moves the model (model.to(device)), which replaces its buffers; the updater must follow them."""
+    config = ModelConfig(context_length=16, d_model=32, n_layers=1, n_heads=2, ffn_hidden=32,
+                         moe=dict(n_experts=4, top_k=1, expert_hidden=16, dispatch="sorted"))
+    torch.manual_seed(0)
+    model = build_model(config)
+    train_config = TrainConfig(steps=1, batch_size=2, seq_len=16, eval_every=1, eval_batches=1)  # one step: ±u cannot cancel
+    losses, callbacks = training_hooks(model, train_config, BalanceConfig(bias_update_rate=0.1))
+    stale = model.blocks[0].ffn.router.bias
+    model.double()  # on the CPU, a dtype move stands in for a device move: both replace the buffer tensors
+    assert model.blocks[0].ffn.router.bias is not stale
+    train(model, corpus, train_config, losses=losses, callbacks=callbacks, progress=False)
+    assert model.blocks[0].ffn.router.bias.abs().sum() > 0 and stale.abs().sum() == 0

@@ -22,7 +22,8 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / ".cache" / "browser-test"
 CELLS = [
     "import torch\n"
     "from course_lib.transformer import ModelConfig, Transformer\n"
-    "from course_lib.widgets import moe_calculator, sampling_lab\n"
+    "from course_lib.labs.experts import moe_calculator\n"
+    "from course_lib.labs.text import sampling_lab\n"
     "torch.manual_seed(0)\n"
     "model = Transformer(ModelConfig(context_length=64, d_model=32, n_layers=1, n_heads=2, ffn_hidden=64))",
     "moe_calculator()",

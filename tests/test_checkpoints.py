@@ -1,14 +1,16 @@
+import json
 import pytest
 import torch
 
 from course_lib import checkpoints
 from course_lib.checkpoints import load_checkpoint, load_model, read_checkpoint, save_checkpoint
-from course_lib.transformer import ModelConfig, Transformer
+from course_lib.transformer import ModelConfig
+from course_lib.model import build_model
 
 
 def fresh(config, seed=0):
     torch.manual_seed(seed)
-    return Transformer(config)
+    return build_model(config)
 
 
 def test_checkpoint_round_trip_and_load_model(tmp_path, tiny_config):
@@ -18,8 +20,10 @@ def test_checkpoint_round_trip_and_load_model(tmp_path, tiny_config):
     rebuilt = load_model(path)
     inputs = torch.randint(256, (2, 16))
     assert torch.equal(model(inputs), rebuilt(inputs))
-    with open(path, "rb") as handle:
-        assert handle.read(8) != b"\x80\x04\x95"[:8]  # not a pickle
+    with open(path, "rb") as handle:  # safetensors: an 8-byte little-endian length, then that much JSON header
+        header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+    assert header["__metadata__"]["format"] == checkpoints.CHECKPOINT_FORMAT
+    assert not path.read_bytes().startswith(b"\x80")  # a pickle starts with its PROTO opcode, 0x80
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_config):
@@ -48,7 +52,7 @@ def test_missing_checkpoint(tmp_path):
 def test_config_mismatch_names_the_field(tmp_path, tiny_config):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, fresh(tiny_config))
-    other = Transformer(ModelConfig(context_length=32, d_model=32, n_layers=3, n_heads=4, ffn_hidden=48))
+    other = build_model(ModelConfig(context_length=32, d_model=32, n_layers=3, n_heads=4, ffn_hidden=48))
     with pytest.raises(ValueError, match="n_layers: checkpoint 2 vs model 3"):
         load_checkpoint(path, other)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from course_lib import corpus as corpus_module
+from course_lib.maintainer import corpus as corpus_module
 from course_lib.data import DATA_DIR, Corpus, decode, encode
 
 
@@ -89,7 +89,7 @@ def test_same_generator_state_same_batches(corpus):
 
 
 def test_missing_corpus_file_names_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m course_lib.corpus"):
+    with pytest.raises(FileNotFoundError, match="python -m course_lib.maintainer.corpus"):
         Corpus(tmp_path)
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.course import COURSE_MAP, MAP_FIGURE, NOTEBOOK_DIR, further_reading_markdown, map_fingerprint
+from course_lib.course import COURSE_MAP, NOTEBOOK_DIR
+from course_lib.maintainer.docs import MAP_FIGURE, further_reading_markdown, map_fingerprint
 
 ROOT = NOTEBOOK_DIR.parent
 DOCS = ROOT / "docs"
@@ -38,7 +39,7 @@ def test_glossary_covers_every_lesson():
 
 def test_further_reading_page_is_in_sync():
     assert (DOCS / "further-reading.md").read_text() == further_reading_markdown(), \
-        "docs/further-reading.md is stale: run `python -m course_lib.course`"
+        "docs/further-reading.md is stale: run `python -m course_lib.maintainer.docs`"
     assert further_reading_markdown().count("](https://") >= 40
 
 
@@ -47,7 +48,7 @@ def test_map_figure_matches_the_course_map():
 
     with Image.open(MAP_FIGURE) as image:
         assert image.text.get("Description") == f"course-map {map_fingerprint()}", \
-            "docs/figures/course-map.png is stale: run `python -m course_lib.course`"
+            "docs/figures/course-map.png is stale: run `python -m course_lib.maintainer.docs`"
     assert "](docs/figures/course-map.png)" in (ROOT / "README.md").read_text()
 
 

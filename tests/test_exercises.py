@@ -7,6 +7,7 @@ import torch
 from course_lib.exercises import nb01, nb02, nb03
 from course_lib.routing import Router, RouterConfig
 from course_lib.transformer import ModelConfig
+from course_lib.model import build_model
 
 
 def test_not_done_is_reported_not_failed(corpus):
@@ -153,9 +154,8 @@ def test_nb06_hints():
 def test_nb07_hints(tmp_path, tiny_config):
     from course_lib.exercises import nb07
     from course_lib.open_weights import export_release
-    from course_lib.transformer import Transformer
 
-    folder = export_release(Transformer(tiny_config), tmp_path / "r", name="tiny")
+    folder = export_release(build_model(tiny_config), tmp_path / "r", name="tiny")
     weights = folder / "model.safetensors"
     prefix = weights.read_bytes()[:8]
     truth = int.from_bytes(prefix, "little")

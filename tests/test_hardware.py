@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from course_lib.hardware import pick_device, seed_everything
+from course_lib.hardware import device_is_available, pick_device, seed_everything
 
 
 def test_cpu_by_default(monkeypatch):
@@ -10,8 +10,14 @@ def test_cpu_by_default(monkeypatch):
 
 
 def test_environment_variable_forces_device(monkeypatch):
-    monkeypatch.setenv("COURSE_DEVICE", "cpu")
-    assert pick_device() == torch.device("cpu")
+    monkeypatch.setenv("COURSE_DEVICE", " CPU ")
+    assert pick_device() == torch.device("cpu")  # read, trimmed and lower-cased
+    monkeypatch.setenv("COURSE_DEVICE", "auto")
+    assert pick_device() == pick_device("auto")
+    absent = next(t for t in ("mps", "xpu", "cuda") if not device_is_available(t))
+    monkeypatch.setenv("COURSE_DEVICE", absent)
+    with pytest.raises(ValueError, match=f"'{absent}' is not available"):
+        pick_device()  # the variable decided, not the default
 
 
 def test_auto_picks_accelerator_or_cpu():

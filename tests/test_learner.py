@@ -5,11 +5,11 @@ import re
 import pytest
 
 from course_lib.course import COURSE_MAP, NOTEBOOK_DIR
-from course_lib.learner import BEGIN, END, LEARNER_DIR, exercise_notebooks, stale_editions, strip_solutions
+from course_lib.maintainer.learner import BEGIN, END, LEARNER_DIR, exercise_notebooks, stale_editions, strip_solutions
 
 
 def test_learner_editions_are_in_sync():
-    assert stale_editions() == [], "learner editions are out of date: run `python -m course_lib.learner`"
+    assert stale_editions() == [], "learner editions are out of date: run `python -m course_lib.maintainer.learner`"
 
 
 def code_cells(path):

@@ -4,7 +4,8 @@ from hypothesis import given, strategies as st
 
 from course_lib.moe import MoE, moe_cost
 from course_lib.routing import PRESETS, RouterConfig
-from course_lib.transformer import ModelConfig, SwiGLU, Transformer
+from course_lib.transformer import ModelConfig, SwiGLU
+from course_lib.model import build_model
 
 D = 16
 
@@ -76,7 +77,7 @@ def test_moe_drops_into_the_transformer():
     config = ModelConfig(context_length=16, d_model=32, n_layers=3, n_heads=2, ffn_hidden=64,
                          moe=dict(n_experts=4, top_k=2, expert_hidden=16, n_shared=1, first_dense_layers=1, hash_layers=1,
                                   router=dict(score="sigmoid", normalize=True)))
-    model = Transformer(config)
+    model = build_model(config)
     kinds = [type(block.ffn).__name__ for block in model.blocks]
     assert kinds == ["SwiGLU", "MoE", "MoE"]
     assert model.blocks[1].ffn.router.config.kind == "hash" and model.blocks[2].ffn.router.config.kind == "topk"
@@ -90,7 +91,7 @@ def test_moe_model_is_causal_with_token_choice_routing():
     torch.manual_seed(0)
     config = ModelConfig(context_length=16, d_model=32, n_layers=2, n_heads=2, ffn_hidden=64,
                          moe=dict(n_experts=4, top_k=2, expert_hidden=16))
-    model = Transformer(config).eval()
+    model = build_model(config).eval()
     inputs = torch.randint(256, (1, 16))
     changed = inputs.clone()
     changed[0, 10] = (changed[0, 10] + 1) % 256

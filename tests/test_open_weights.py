@@ -8,14 +8,15 @@ import torch
 from course_lib import open_weights
 from course_lib.open_weights import (ReleaseError, export_release, load_release, read_safetensors_header,
                                      same_outputs, verify_release, write_checksums)
-from course_lib.transformer import ModelConfig, Transformer
+from course_lib.transformer import ModelConfig
+from course_lib.model import build_model
 
 TOKENS = torch.randint(256, (2, 32), generator=torch.Generator().manual_seed(0))
 
 
 def fresh(config, seed=0):
     torch.manual_seed(seed)
-    return Transformer(config)
+    return build_model(config)
 
 
 @pytest.fixture
@@ -145,6 +146,23 @@ def test_model_card_metadata(release, tmp_path, tiny_config):
                            licence_text_override="DEEPSEEK LICENSE AGREEMENT ...")
     front = yaml.safe_load((other / "README.md").read_text().split("---")[1])
     assert (front["license"], front["license_name"], front["license_link"]) == ("other", "deepseek", "LICENSE")
+
+
+@pytest.mark.parametrize("metrics", [{"validation loss": 2.5, "prose": 2.1}, None, {}], ids=["metrics", "none", "empty"])
+@pytest.mark.parametrize("licence, text", [("mit", None), ("deepseek-license-1.0", "DEEPSEEK LICENSE AGREEMENT ...")])
+def test_every_exported_card_loads_with_huggingface_hub(tmp_path, tiny_config, metrics, licence, text):
+    """The independent reader: huggingface_hub parses the card and its model-index (an empty `metrics:` broke it)."""
+    from huggingface_hub import ModelCard
+
+    folder = export_release(fresh(tiny_config), tmp_path / "r", name="tiny", licence=licence, metrics=metrics,
+                            licence_text_override=text)
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == ("mit" if licence == "mit" else "other")
+    results = card.data.eval_results or []
+    assert {(r.metric_name, r.metric_value) for r in results} == \
+        {(f"{name} (nats per byte)", value) for name, value in (metrics or {}).items()}
+    assert all(r.task_type == "text-generation" and r.dataset_type == "course-corpus" for r in results)
+    assert "# tiny" in card.text
 
 
 def test_export_errors_name_the_fix(release, tmp_path, tiny_config):

@@ -2,14 +2,14 @@ import pytest
 import torch
 
 from course_lib.train import StopTraining, TrainConfig, lr_at, train
-from course_lib.transformer import ModelConfig, Transformer
+from course_lib.model import build_model
 
 SHORT = dict(steps=12, batch_size=4, seq_len=32, warmup_steps=3, eval_every=6, eval_batches=2)
 
 
 def fresh(config, seed=0):
     torch.manual_seed(seed)
-    return Transformer(config)
+    return build_model(config)
 
 
 def test_schedule_warms_up_then_decays_to_floor():
@@ -47,11 +47,13 @@ def test_resume_continues_bit_for_bit(corpus, tiny_config, tmp_path):
 
 
 def test_extra_losses_are_added_and_recorded(corpus, tiny_config):
-    def penalty(model, batch):
-        return {"l2": 1e-3 * sum(p.pow(2).sum() for p in model.parameters())}
+    def logit_penalty(output, batch):
+        return {"logit_l2": 1e-3 * output.logits.pow(2).mean()}
 
-    history = train(fresh(tiny_config), corpus, TrainConfig(**SHORT), extra_losses=penalty, progress=False)
-    assert len(history.extra["l2"]) == 12 and history.extra["l2"][-1] > 0
+    history = train(fresh(tiny_config), corpus, TrainConfig(**SHORT), losses=[logit_penalty], progress=False)
+    assert len(history.extra["logit_l2"]) == 12 and history.extra["logit_l2"][-1] > 0
+    plain = train(fresh(tiny_config), corpus, TrainConfig(**SHORT), progress=False)
+    assert plain.train_loss[0] == history.train_loss[0] and plain.train_loss[-1] != history.train_loss[-1]  # it counted
 
 
 def test_short_training_beats_the_unigram_baseline(corpus, tiny_config):
@@ -66,29 +68,51 @@ def test_bad_train_config(bad):
         TrainConfig(**bad)
 
 
-def test_workshop_mode_shortens_every_run_once(monkeypatch):
-    from dataclasses import asdict
-
-    from course_lib.experiments import experiment_key
+def test_workshop_scaling_is_a_function_of_the_config(monkeypatch):
+    from course_lib.cached_training import experiment_key
+    from course_lib.train import workshop_scaled
     from course_lib.transformer import ModelConfig
 
     full = TrainConfig(steps=700, warmup_steps=30, eval_every=100, record_every=25)
     monkeypatch.setenv("COURSE_WORKSHOP", "1")
-    short = TrainConfig(steps=700, warmup_steps=30, eval_every=100, record_every=25)
+    assert TrainConfig(steps=700) == TrainConfig(steps=700) and TrainConfig(steps=700).steps == 700  # no side channel
+    short = workshop_scaled(full)
     assert (short.steps, short.warmup_steps, short.eval_every, short.record_every) == (280, 12, 40, 10)
-    assert TrainConfig(**asdict(short)) == short  # rebuilding a scaled config does not shorten it again
-    assert TrainConfig(steps=30).steps == 20  # never below 20 steps
-    kept = TrainConfig(steps=400, workshop_min_steps=400)  # a run whose point needs every step
-    assert kept.steps == 400 and not kept.workshop_scaled
+    assert full.steps == 700  # the input is left alone
+    assert workshop_scaled(TrainConfig(steps=30)).steps == 20  # never below 20 steps
+    assert workshop_scaled(TrainConfig(steps=400), min_steps=400) == TrainConfig(steps=400)  # a run that needs every step
+    assert workshop_scaled(full, enabled=False) is full
     assert experiment_key(ModelConfig(), short) != experiment_key(ModelConfig(), full)  # cached apart
     monkeypatch.setenv("COURSE_WORKSHOP", "0")
-    assert TrainConfig(steps=700) == TrainConfig(steps=700, workshop_scaled=False) and TrainConfig(steps=700).steps == 700
-    # the kept run shares its cache entry with the same run outside workshop mode
-    assert experiment_key(ModelConfig(), kept) == experiment_key(ModelConfig(), TrainConfig(steps=400))
+    assert workshop_scaled(full) is full
+
+
+def test_cache_key_covers_the_training_code_only(monkeypatch):
+    from course_lib import cached_training
+
+    modules = cached_training.training_modules()
+    for needed in ("train", "model", "transformer", "moe", "routing", "mtp", "balancing", "config", "checkpoints"):
+        assert needed in modules
+    for learner_facing in ("labs", "plots", "specialisation", "open_weights", "licenses", "exercises", "experiments"):
+        assert learner_facing not in modules
+    before = cached_training.training_code_fingerprint()
+    source = (cached_training.LIBRARY_DIR / "train.py").read_text()
+    edited = {"train.py": source.replace('"""The training loop', '"""An edited docstring. The training loop', 1)
+              .replace("# pre-norm", "# an edited comment")}
+    real_read_text = type(cached_training.LIBRARY_DIR).read_text
+
+    def read_text(path, *args, **kwargs):
+        return edited.get(path.name) if path.name in edited else real_read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(type(cached_training.LIBRARY_DIR), "read_text", read_text)
+    assert cached_training.training_code_fingerprint() == before  # docstrings and comments do not retrain
+    edited["train.py"] = source.replace("betas=(0.9, 0.95)", "betas=(0.9, 0.99)")
+    assert "betas=(0.9, 0.99)" in edited["train.py"]
+    assert cached_training.training_code_fingerprint() != before  # code that changes training does
 
 
 def test_train_cached_trains_once_then_reuses(corpus, tiny_config, tmp_path, monkeypatch):
-    from course_lib.experiments import cache_dir, train_cached
+    from course_lib.cached_training import cache_dir, train_cached
 
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
     config = TrainConfig(**SHORT)

@@ -5,10 +5,7 @@ next. An answer left as ``None`` (or ``...``) reports "not done yet" instead of 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-
-import torch
 
 
 @dataclass

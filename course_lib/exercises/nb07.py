@@ -51,7 +51,7 @@ def check_tampered_file(answer, folder: str | Path) -> Feedback:
     """Exercise 07.3: which file of a release no longer matches its SHA256SUMS line?"""
     if not_done(answer):
         return NOT_DONE
-    from ..corpus import sha256_of
+    from ..data import sha256_of
     from ..open_weights import SUMS, read_checksums
 
     folder = Path(folder)

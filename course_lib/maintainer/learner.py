@@ -5,8 +5,8 @@ edition replaces each region with a stub that sets the names the check needs to 
 reports "not done yet" instead of crashing, and clears the outputs of exercise cells; every other cell keeps its
 outputs, so learners can compare their run with ours. ``tests/test_learner.py`` keeps the editions in sync.
 
-    python -m course_lib.learner            # write notebooks/learner/
-    python -m course_lib.learner --check    # exit 1 if notebooks/learner/ is out of date
+    python -m course_lib.maintainer.learner            # write notebooks/learner/
+    python -m course_lib.maintainer.learner --check    # exit 1 if notebooks/learner/ is out of date
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-from .course import NOTEBOOK_DIR
+from ..course import NOTEBOOK_DIR
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 LEARNER_DIR = NOTEBOOK_DIR / "learner"
 BANNER = ("> **Learner edition.** The exercises at the end are yours: replace each `None` with your code and run the "
           "cell; the check says what is right and hints at what is not. Generated from `../{name}` (which has the "
-          "reference solutions) by `python -m course_lib.learner`.")
+          "reference solutions) by `python -m course_lib.maintainer.learner`.")
 
 
 def _assigned(source: str) -> list[str]:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if parser.parse_args(argv).check:
         stale = stale_editions()
         print("learner editions up to date" if not stale else
-              f"out of date: {', '.join(stale)}; run: python -m course_lib.learner")
+              f"out of date: {', '.join(stale)}; run: python -m course_lib.maintainer.learner")
         return 1 if stale else 0
     for path in write_editions():
         print(f"wrote {path.relative_to(NOTEBOOK_DIR.parent)}")

@@ -1,0 +1,38 @@
+"""The model builder: one function that turns a ``ModelConfig`` into a model, above all the parts.
+
+``transformer`` knows nothing of experts, ``moe`` and ``mtp`` build on ``transformer``, and this module is the
+only place that knows which block gets which FFN: dense SwiGLU in the first ``first_dense_layers`` blocks
+(DeepSeek-V3's ``first_k_dense_replace``), hash-routed MoE in the next ``hash_layers`` (DeepSeek-V4), learned
+routing after that; the MTP module's block counts as layer ``n_layers``. Used from notebook 02 on.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch.nn as nn
+
+from .config import ModelConfig
+from .moe import MoE
+from .mtp import MTPModule
+from .transformer import Transformer, dense_ffn
+
+
+def layer_ffn(config: ModelConfig, layer_index: int) -> nn.Module:
+    """The FFN of block ``layer_index``: dense, hash-routed MoE or MoE, by the config's layer schedule."""
+    moe = config.moe
+    if moe is None or layer_index < moe.first_dense_layers:
+        return dense_ffn(config, layer_index)
+    settings = moe.layer_settings()
+    if layer_index < moe.first_dense_layers + moe.hash_layers:
+        settings["router"] = dataclasses.replace(moe.router, kind="hash")
+    return MoE(config.d_model, vocab_size=config.vocab_size, **settings)
+
+
+def build_model(config: ModelConfig) -> Transformer:
+    """A freshly initialised model for ``config``: dense or MoE, with an MTP module when ``mtp_depth`` is 1.
+
+    Modules are created in a fixed order (each block's FFN before its attention; the MTP module last), so a seed
+    gives the same weights every time.
+    """
+    mtp_factory = (lambda: MTPModule(config, lambda: layer_ffn(config, config.n_layers))) if config.mtp_depth else None
+    return Transformer(config, ffn_factory=layer_ffn, mtp_factory=mtp_factory)
