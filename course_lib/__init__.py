@@ -9,7 +9,8 @@ One concept per module. Data flows one way: corpus -> batches -> model -> train 
   which FFN).
 - Training: ``train`` (the loop, with loss hooks and callbacks; workshop scaling), ``balancing`` (balance losses,
   the aux-loss-free bias, MaxVio, and the hooks that apply them), ``checkpoints`` (safetensors, atomic),
-  ``cached_training`` (train once, cached by config and training code), ``experiments`` (every named run).
+  ``cached_training`` (train once, cached by config and training code), ``experiments`` (every named run),
+  ``seeds`` (runs over seeds as plain data, committed sweeps).
 - Analysis and systems: ``specialisation`` (05), ``numerics`` and ``parallel`` (06), ``open_weights`` and
   ``licenses`` (07), ``anatomy`` (08), ``hardware`` (device, dtype and seed policy), ``plots``.
 - For the learner: ``labs`` (ipywidgets labs by topic), ``exercises`` (checked exercises, per notebook),

@@ -64,6 +64,14 @@ def mini_deepseek_config(version: str = "v4", *, mtp: bool = True) -> ModelConfi
     return ModelConfig(moe=moe, mtp_depth=1 if mtp else 0)
 
 
+def _mini_v4_without(*, hash_layers: int = 1, **router_changes) -> ModelConfig:
+    """mini_v4 (no MTP) with one thing changed: a router field, or the number of hash-routed layers."""
+    config = mini_deepseek_config("v4", mtp=False)
+    moe = dataclasses.replace(config.moe, router=dataclasses.replace(config.moe.router, **router_changes),
+                              hash_layers=hash_layers)
+    return dataclasses.replace(config, moe=moe)
+
+
 _SIGMOID = RouterConfig(score="sigmoid", normalize=True)
 _COMPARISON = TrainConfig(steps=300, batch_size=32, seq_len=64, eval_every=25, eval_batches=6)  # notebooks 05 and 08
 _BIAS = BalanceConfig(bias_update_rate=0.01)
@@ -94,6 +102,11 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("mini_v4_mtp", "08", mini_deepseek_config("v4"), _COMPARISON, _DEEPSEEK_BALANCE, workshop_min_steps=300),
     Experiment("mini_v4", "08", mini_deepseek_config("v4", mtp=False), _COMPARISON, _DEEPSEEK_BALANCE,
                workshop_min_steps=300),
+    # notebook 08's ablations of mini_v4, one change each, at the same compute and steps
+    *(Experiment(f"mini_v4_{change}", "08", _mini_v4_without(**fields), _COMPARISON, _DEEPSEEK_BALANCE,
+                 workshop_min_steps=300)
+      for change, fields in (("scale1", dict(routed_scaling=1.0)), ("sigmoid", dict(score="sigmoid")),
+                             ("nohash", dict(hash_layers=0)))),
 )}
 
 
