@@ -57,7 +57,9 @@ def attention_params(config: dict) -> int:
     if _family(config) == "deepseek_v3":
         q_rank, kv_rank = _field(config, "q_lora_rank"), _field(config, "kv_lora_rank")
         nope, rope, v = _field(config, "qk_nope_head_dim"), _field(config, "qk_rope_head_dim"), _field(config, "v_head_dim")
-        return (hidden * q_rank + q_rank + q_rank * heads * (nope + rope)  # queries: down, norm, up
+        queries = (hidden * heads * (nope + rope) if q_rank is None  # q_lora_rank null: one plain projection
+                   else hidden * q_rank + q_rank + q_rank * heads * (nope + rope))  # low-rank: down, norm, up
+        return (queries
                 + hidden * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v)  # joint KV latent + shared rope key
                 + heads * v * hidden)  # output
     head_dim = config.get("head_dim") or hidden // heads

@@ -139,7 +139,10 @@ def run_checks() -> list[Check]:
 
 
 def report(checks: list[Check]) -> str:
-    lines = [f"course_lib doctor — {platform.system()} {platform.machine()}, in {Path(sys.prefix)}"]
+    prefix, course = Path(sys.prefix).resolve(), Path(__file__).resolve().parent.parent
+    where = (f"the course's {prefix.relative_to(course)}" if prefix.is_relative_to(course)
+             else f"an environment outside the course folder ({prefix.name})")  # never a full path: outputs are shared
+    lines = [f"course_lib doctor — {platform.system()} {platform.machine()}, Python from {where}"]
     for check in checks:
         lines.append(f"  [{'ok' if check.ok else 'FAIL':4s}] {check.name:13s} {check.detail}")
         if not check.ok and check.fix:

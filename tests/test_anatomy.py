@@ -27,6 +27,18 @@ def test_deepseek_v3_details():
     assert 11e9 < count.mtp < 12e9 and count.mtp + 2 * 129280 * 7168 == pytest.approx(14e9, rel=0.05)  # "14B MTP"
 
 
+def test_attention_without_query_compression():
+    """Small DeepSeek-style configs set q_lora_rank to null: the queries are then one plain projection."""
+    from course_lib.anatomy import attention_params
+
+    config = load_config("deepseek-ai--DeepSeek-V3")
+    hidden, heads, q_rank = config["hidden_size"], config["num_attention_heads"], config["q_lora_rank"]
+    qk = config["qk_nope_head_dim"] + config["qk_rope_head_dim"]
+    plain = attention_params({**config, "q_lora_rank": None})
+    assert attention_params(config) - plain == hidden * q_rank + q_rank + q_rank * heads * qk - hidden * heads * qk
+    assert count_params({**config, "q_lora_rank": None}).total > 0  # used to raise TypeError
+
+
 def test_kv_cache_mla_vs_mha_and_gqa():
     v3 = load_config("deepseek-ai--DeepSeek-V3")
     assert kv_cache_bytes_per_token(v3) == 61 * 576 * 2

@@ -66,6 +66,9 @@ def test_moe_params_hints():
 def test_combination_hints():
     assert nb02.check_combinations(math.comb(256, 8), n_routed=256, top_k=8).passed
     assert "order" in nb02.check_combinations(math.perm(256, 8), n_routed=256, top_k=8).message
+    for wrong in (256 ** 8, 12345):  # a hint nudges; it never names the function that computes the answer
+        feedback = nb02.check_combinations(wrong, n_routed=256, top_k=8)
+        assert not feedback.passed and "comb" not in feedback.message and "distinct" in feedback.message
 
 
 def test_capacity_hints():

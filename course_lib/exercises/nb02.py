@@ -75,4 +75,8 @@ def check_combinations(answer, *, n_routed: int, top_k: int) -> Feedback:
                                "(their outputs are summed), so use math.comb.")
     if answer == 2 ** n_routed:
         return Feedback(False, "that counts subsets of any size; a token uses exactly top_k experts.")
-    return Feedback(False, "use math.comb(number of routed experts, top_k); leave the shared experts out.")
+    if answer == n_routed ** top_k:
+        return Feedback(False, "that counts ordered picks that may repeat an expert; a token's experts are distinct, "
+                               "and their order does not matter.")
+    return Feedback(False, "a token picks top_k *distinct* routed experts and their order does not matter: how many "
+                           "such sets are there? (Shared experts add no choice.)")
