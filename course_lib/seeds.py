@@ -3,7 +3,8 @@
 A single training run is one draw: another seed, or the same seed on another CPU (other kernels, other rounding),
 gives other numbers. So every comparison in the course runs each configuration with at least 3 seeds and asserts
 only what holds across them: for example that *every* seed of one beats *every* seed of the other, or that the
-mean gap exceeds 3 standard errors. ``run_seeds`` trains (or loads from the cache) and summarises;
+mean gap's 95% confidence interval (Student's t: with 3 seeds, about ±4.3 standard errors) excludes zero.
+``run_seeds`` trains (or loads from the cache) and summarises;
 ``compare`` states the gap between two summaries.
 
 Sweeps too heavy to run live are computed once by ``python -m course_lib.seeds NAME ... --seeds 0 1 2`` into
@@ -18,6 +19,7 @@ import json
 import math
 import platform
 import statistics
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from .experiments import get_experiment, run_experiment
 from .train import workshop_mode
 
 SWEEP_FILE = DATA_DIR / "results" / "seed_sweeps.json"
-# Student's t quantiles for a two-sided 99% interval, by degrees of freedom (seeds - 1)
+# Student's t quantiles for two-sided 95% and 99% intervals, by degrees of freedom (seeds - 1)
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 T_99 = {1: 63.657, 2: 9.925, 3: 5.841, 4: 4.604, 5: 4.032, 6: 3.707, 7: 3.499, 8: 3.355, 9: 3.250}
 
 
@@ -76,16 +79,24 @@ class SeedSummary:
 class Comparison:
     """b minus a: positive when b's value (a loss) is higher, i.e. a is better."""
     gap: float  # mean(b) - mean(a)
-    standard_error: float  # of the gap: sqrt(se_a^2 + se_b^2)
+    standard_error: float  # of the gap
     separated: bool  # every seed of a is below every seed of b, or every one above
+    degrees_of_freedom: int  # for Student's t: seeds - 1 (the smaller group's, unpaired: conservative)
 
     @property
     def z(self) -> float:
+        """The gap in standard errors."""
         return self.gap / self.standard_error if self.standard_error > 0 else math.copysign(math.inf, self.gap)
 
-    def resolved(self, *, sigmas: float = 3.0) -> bool:
-        """The gap exceeds ``sigmas`` standard errors: a difference that these seeds can tell from noise."""
-        return abs(self.z) > sigmas
+    def interval(self) -> tuple[float, float]:
+        """The gap's 95% confidence interval: gap ± t · standard error."""
+        half = T_95[self.degrees_of_freedom] * self.standard_error
+        return self.gap - half, self.gap + half
+
+    def resolved(self) -> bool:
+        """The 95% interval excludes zero: a difference these seeds can tell from noise (3 seeds: |z| > 4.3)."""
+        low, high = self.interval()
+        return low > 0 or high < 0
 
 
 def compare(a: SeedSummary, b: SeedSummary, *, paired: bool = False) -> Comparison:
@@ -97,11 +108,12 @@ def compare(a: SeedSummary, b: SeedSummary, *, paired: bool = False) -> Comparis
     """
     separated = max(a.values) < min(b.values) or min(a.values) > max(b.values)
     if not paired:
-        return Comparison(b.mean - a.mean, math.hypot(a.standard_error, b.standard_error), separated)
+        return Comparison(b.mean - a.mean, math.hypot(a.standard_error, b.standard_error), separated,
+                          min(len(a.values), len(b.values)) - 1)
     if a.seeds != b.seeds:
         raise ValueError(f"a paired comparison needs the same seeds, got {a.seeds} and {b.seeds}")
     differences = SeedSummary(f"{b.name} - {a.name}", a.seeds, [y - x for x, y in zip(a.values, b.values)])
-    return Comparison(differences.mean, differences.standard_error, separated)
+    return Comparison(differences.mean, differences.standard_error, separated, len(differences.values) - 1)
 
 
 def run_seeds(names: list[str], seeds: list[int], *, corpus: Corpus | None = None,
@@ -116,6 +128,7 @@ def run_seeds(names: list[str], seeds: list[int], *, corpus: Corpus | None = Non
 
 def provenance() -> dict:
     return {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+            "command": "python -m course_lib.seeds " + " ".join(sys.argv[1:]),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
             "date": datetime.date.today().isoformat()}
 

@@ -23,7 +23,11 @@ def test_summary_statistics():
 def test_compare_separates_resolves_and_signs():
     better, worse = SeedSummary("a", [0, 1, 2], [2.00, 2.01, 2.02]), SeedSummary("b", [0, 1, 2], [2.10, 2.11, 2.12])
     result = compare(better, worse)
-    assert result.gap == pytest.approx(0.10) and result.separated and result.resolved() and result.z > 3
+    assert result.gap == pytest.approx(0.10) and result.separated and result.resolved() and result.z > 4.303
+    low, high = result.interval()
+    assert low == pytest.approx(0.10 - 4.303 * result.standard_error) and high > low > 0
+    barely = SeedSummary("d", [0, 1, 2], [2.00 + 0.0195, 2.01 + 0.0195, 2.02 + 0.0195])  # z about 2.4: > 2 SE, not resolved
+    assert 2 < compare(better, barely).z < 4.303 and not compare(better, barely).resolved()
     overlapping = SeedSummary("c", [0, 1, 2], [1.95, 2.05, 2.15])
     assert not compare(better, overlapping).separated and not compare(better, overlapping).resolved()
 
