@@ -52,7 +52,7 @@ def training_hooks(model: nn.Module, config: TrainConfig,
     return losses, callbacks
 
 
-def _course_imports(path: Path) -> set[str]:
+def course_imports(path: Path) -> set[str]:
     """Names of the course_lib modules that ``path`` imports (relative imports, at any depth of the file)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -68,7 +68,7 @@ def training_modules() -> list[str]:
         name = todo.pop()
         if name not in seen and (LIBRARY_DIR / f"{name}.py").is_file():
             seen.add(name)
-            todo.extend(_course_imports(LIBRARY_DIR / f"{name}.py"))
+            todo.extend(course_imports(LIBRARY_DIR / f"{name}.py"))
     return sorted(seen)
 
 

@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from .balancing import routing_entropy
 from .data import Corpus
-from .transformer import RoutedFFN
 
 TOKEN_CLASSES = ("digit", "whitespace", "punctuation", "letter", "python keyword")
 _KEYWORD = re.compile(rb"\b(" + b"|".join(k.encode() for k in keyword.kwlist if k.isalpha()) + rb")\b")
@@ -50,7 +49,7 @@ def expert_usage(model: nn.Module, corpus: Corpus, *, batches: int = 6, batch_si
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    layers = [block.ffn for block in model.blocks if isinstance(block.ffn, RoutedFFN)]  # MTP's needs targets: not here
+    layers = [model.blocks[i].ffn for i in model.moe_blocks()]  # MTP's layer needs targets: not here
     n_experts = layers[0].n_experts
     by_domain = torch.zeros(len(layers), len(corpus.domains), n_experts)
     by_class = torch.zeros(len(layers), len(TOKEN_CLASSES), n_experts)

@@ -166,10 +166,14 @@ class Transformer(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
 
+    def moe_blocks(self) -> list[int]:
+        """Indices of the blocks whose FFN routes tokens (the MTP module's block is not one of them)."""
+        return [i for i, block in enumerate(self.blocks) if isinstance(block.ffn, RoutedFFN)]
+
     def moe_layers(self) -> list[nn.Module]:
         """Every FFN that routes tokens, the MTP module's included, in the order of ``ModelOutput.routing``."""
-        ffns = [block.ffn for block in self.blocks] + ([self.mtp.block.ffn] if self.mtp is not None else [])
-        return [ffn for ffn in ffns if isinstance(ffn, RoutedFFN)]
+        mtp = [self.mtp.block.ffn] if self.mtp is not None and isinstance(self.mtp.block.ffn, RoutedFFN) else []
+        return [self.blocks[i].ffn for i in self.moe_blocks()] + mtp
 
     def forward(self, inputs: torch.Tensor, *, targets: torch.Tensor | None = None,
                 return_aux: bool = False) -> torch.Tensor | ModelOutput:

@@ -1,11 +1,11 @@
 """The seams between modules: imports go one way, the model returns what it computed, runs are named once."""
-import ast
 import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
+from course_lib.cached_training import course_imports
 from course_lib.config import ModelConfig, MoEConfig
 from course_lib.experiments import EXPERIMENTS, get_experiment
 from course_lib.model import build_model
@@ -15,13 +15,8 @@ from course_lib.transformer import Transformer
 LIBRARY = Path(__file__).resolve().parent.parent / "course_lib"
 
 
-def course_imports(module: str) -> set[str]:
-    tree = ast.parse((LIBRARY / f"{module}.py").read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names.update([node.module] if node.module else [a.name for a in node.names])
-    return {name.split(".")[0] for name in names}
+def imports_of(module: str) -> set[str]:
+    return course_imports(LIBRARY / f"{module}.py")
 
 
 @pytest.mark.parametrize("module, forbidden", [
@@ -33,7 +28,7 @@ def course_imports(module: str) -> set[str]:
     ("train", {"balancing", "moe", "mtp", "model", "experiments"}),
 ])
 def test_the_parts_import_one_way(module, forbidden):
-    assert not course_imports(module) & forbidden, f"{module} imports {course_imports(module) & forbidden}"
+    assert not imports_of(module) & forbidden, f"{module} imports {imports_of(module) & forbidden}"
 
 
 def test_no_module_reads_another_modules_last_call():

@@ -50,9 +50,8 @@ def routing_explorer(model: Transformer, texts: dict[str, str]) -> widgets.VBox:
 
     The gate weights are the trained layer's; only the routing rule changes, so differences are the rule's.
     """
-    routed = model.moe_layers()
-    moe_blocks = [i for i, block in enumerate(model.blocks) if block.ffn in routed]
-    n_experts = routed[0].n_experts
+    moe_blocks = model.moe_blocks()
+    n_experts = model.blocks[moe_blocks[0]].ffn.n_experts
     text = widgets.Dropdown(options=list(texts.items()), description="text")
     layer = widgets.Dropdown(options=moe_blocks, description="layer")
     score = widgets.Dropdown(options=["softmax", "sigmoid", "sqrt_softplus"], description="gate")
@@ -107,8 +106,7 @@ EXPERT_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc94
 
 def expert_colouring(model: Transformer, texts: dict[str, str]) -> widgets.VBox:
     """Type or pick a text: every byte coloured by its top expert, one line per MoE layer (notebook 05)."""
-    routed = model.moe_layers()
-    moe_blocks = [i for i, block in enumerate(model.blocks) if block.ffn in routed]  # the labels: block numbers
+    moe_blocks = model.moe_blocks()  # the labels: block numbers
     text = widgets.Textarea(value=next(iter(texts.values())), description="text", layout=widgets.Layout(width="90%"))
     pick = widgets.Dropdown(options=list(texts.items()), description="examples")
     output = text_view()
