@@ -2,7 +2,8 @@
 
 One concept per module. Data flows one way: corpus -> batches -> model -> train -> history -> plots and labs.
 
-- Data: ``data`` (the byte tokenizer, the committed corpus, batches).
+- Data: ``data`` (the byte tokenizer, the committed corpus, batches), ``memorisation`` (09: facts to memorise and
+  sums to compute, the same interface as the corpus).
 - The model, in build order: ``config`` (ModelConfig, MoEConfig), ``routing`` (routers, RouterConfig, Routing),
   ``transformer`` (the parts, ModelOutput with the losses, the dense Transformer), ``moe`` (the MoE layer),
   ``mtp`` (multi-token prediction), ``model`` (``build_model``: the only module that knows which block gets
@@ -14,7 +15,8 @@ One concept per module. Data flows one way: corpus -> batches -> model -> train 
 - Analysis and systems: ``specialisation`` (05), ``numerics`` and ``parallel`` (06), ``open_weights`` and
   ``licenses`` (07), ``anatomy`` (08), ``hardware`` (device, dtype and seed policy), ``plots``.
 - For the learner: ``labs`` (ipywidgets labs by topic), ``exercises`` (checked exercises, per notebook),
-  ``course`` (the course map), ``doctor`` (the classroom pre-flight check).
+  ``course`` (the course map and running times), ``doctor`` (the classroom pre-flight check, with the expected
+  running time on the machine), ``workspace`` (the learner's own working copy, ``my-work/``).
 - For maintainers only: ``maintainer`` (corpus builder, generated docs, learner editions).
 """
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Train once, reuse everywhere: training runs cached by configuration, with the hooks an MoE model needs.
 
 The cache lives in ``.cache/experiments/`` (or ``$COURSE_CACHE``), never committed. The key covers the model
-config, the training config, the balancing, the corpus manifest and a fingerprint of the code that trains: the modules this one
+config, the training config, the balancing, the training data's fingerprint and a fingerprint of the code that trains: the modules this one
 imports, directly or not, read as syntax trees without docstrings. So a changed config or a changed training
 module retrains, while editing a widget, a plot, a docstring or a comment does not. Training is seeded, so a
 cached result is the result a fresh run would give. Named runs live in course_lib.experiments (notebook 02 on).
@@ -20,7 +20,7 @@ import torch.nn as nn
 from .balancing import BalanceConfig, balance_losses, bias_updater, routing_recorder
 from .checkpoints import load_checkpoint, read_checkpoint
 from .config import ModelConfig
-from .data import DATA_DIR, Corpus, sha256_of
+from .data import DATA_DIR, Corpus, TrainingData, sha256_of
 from .hardware import pick_device, seed_everything
 from .model import build_model
 from .train import Callback, History, LossHook, TrainConfig, train
@@ -89,23 +89,28 @@ def training_code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def experiment_key(model_config: ModelConfig, train_config: TrainConfig, balance: BalanceConfig | None = None) -> str:
+def experiment_key(model_config: ModelConfig, train_config: TrainConfig, balance: BalanceConfig | None = None, *,
+                   data_fingerprint: str | None = None) -> str:
+    """The cache key. data_fingerprint: the training data's ``fingerprint()`` (default: the committed corpus)."""
     description = {"model": model_config.to_dict(), "train": asdict(train_config),
                    "balance": balance.to_dict() if balance is not None else None, "code": training_code_fingerprint(),
-                   "corpus": sha256_of(DATA_DIR / "manifest.json")}  # a rebuilt corpus retrains too
+                   "corpus": data_fingerprint or sha256_of(DATA_DIR / "manifest.json")}  # new data retrains too
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus: Corpus | None = None,
+def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus: TrainingData | None = None,
                  balance: BalanceConfig | None = None, device=None,
                  progress: bool = True) -> tuple[Transformer, History, bool]:
     """Return (model, history, from_cache) for this configuration, training (seeded) only when not cached.
 
     The model is built with ``build_model`` after seeding with ``train_config.seed`` and trained with
     ``training_hooks``; it is returned on ``device`` (default: the course policy), cached or not.
+    corpus: the training data (default: the committed Corpus); anything with its interface and a ``fingerprint()``.
     """
     device = pick_device(device)  # before the cache lookup: a device error must not pass for a damaged entry
-    path = cache_dir() / f"{experiment_key(model_config, train_config, balance)}.safetensors"
+    key = experiment_key(model_config, train_config, balance,
+                         data_fingerprint=corpus.fingerprint() if corpus is not None else None)
+    path = cache_dir() / f"{key}.safetensors"
     seed_everything(train_config.seed)
     model = build_model(model_config)
     if path.exists():

@@ -9,6 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -47,6 +48,19 @@ class Batch:
         return Batch(self.inputs.to(device), self.targets.to(device), self.domains.to(device))
 
 
+class TrainingData(Protocol):
+    """What ``course_lib.train.train`` and the run cache read from their data: the Corpus, or notebook 09's
+    ``memorisation.FactsAndSums``."""
+    domains: tuple[str, ...]
+
+    def get_batch(self, split: str, *, batch_size: int, seq_len: int, generator: torch.Generator,
+                  domain: str | None = None) -> Batch: ...
+
+    def eval_batches(self, *, n_batches: int, batch_size: int, seq_len: int, seed: int = 1234) -> list[Batch]: ...
+
+    def fingerprint(self) -> str: ...
+
+
 class Corpus:
     """The committed corpus, one uint8 tensor per (domain, split)."""
 
@@ -66,6 +80,10 @@ class Corpus:
 
     def manifest(self) -> dict:
         return json.loads((DATA_DIR / "manifest.json").read_text())
+
+    def fingerprint(self) -> str:
+        """Identifies the training data for the run cache: a rebuilt corpus gets a new manifest, so runs retrain."""
+        return sha256_of(DATA_DIR / "manifest.json")
 
     def size(self, domain: str, split: str) -> int:
         return self.texts[domain, split].numel()

@@ -10,7 +10,8 @@ import json
 import platform
 import sys
 import time
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REQUIRED_TORCH = "2.13.0"
@@ -23,6 +24,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    notes: list[str] = field(default_factory=list)  # extra lines, printed whether it passed or not
 
 
 def _check_python() -> Check:
@@ -116,6 +118,54 @@ def _check_matmul_speed() -> Check:
                                "the notebooks will run, only slower than the stated times")
 
 
+def training_step_seconds(*, steps: int = 8) -> float:
+    """Median time of one training step of notebook 01's dense model (batch 32 x 64 bytes, AdamW): the benchmark
+    that the running-time estimates scale by (course_lib.course.REFERENCE_STEP_SECONDS on the reference machine)."""
+    import torch
+
+    from .model import build_model
+    from .config import ModelConfig
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig())  # on the CPU: the course's default device, and what the times were measured on
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    tokens = torch.randint(256, (32, 65))
+    times = []
+    for step in range(steps + 2):  # two warm-up steps
+        started = time.perf_counter()
+        loss = model(tokens[:, :-1], targets=tokens[:, 1:], return_aux=True).language_model_loss(tokens[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step >= 2:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _check_running_time() -> Check:
+    """The expected cold running time of every notebook on this machine, and whether workshop mode is advised."""
+    from .course import REFERENCE_STEP_SECONDS, WORKSHOP_ABOVE_MINUTES, running_time_estimate, workshop_recommended
+    from .train import workshop_mode
+
+    step = training_step_seconds()
+    estimate = running_time_estimate(step, workshop=workshop_mode())
+    total = sum(estimate.values())
+    mode = "in workshop mode" if workshop_mode() else "first run, empty cache"
+    per_notebook = [f"{notebook[:2]}: {_minutes(seconds)}" for notebook, seconds in estimate.items()]
+    notes = ["per notebook  " + " · ".join(per_notebook[i:i + 5]) for i in range(0, len(per_notebook), 5)]
+    if workshop_recommended(step) and not workshop_mode():
+        workshop_total = sum(running_time_estimate(step, workshop=True).values())
+        notes.append(f"advice: the course would take more than {WORKSHOP_ABOVE_MINUTES} min of computing here: set "
+                     f"COURSE_WORKSHOP=1 (about {_minutes(workshop_total)}), or let long cells run during the reading")
+    return Check("running time", True, f"about {_minutes(total)} for all notebooks ({mode}); benchmark step "
+                                       f"{step * 1e3:.0f} ms (reference machine {REFERENCE_STEP_SECONDS * 1e3:.0f} ms)",
+                 notes=notes)
+
+
 def _check_workshop() -> Check:
     from .train import WORKSHOP_ENV, WORKSHOP_SCALE, workshop_mode
 
@@ -129,7 +179,7 @@ def run_checks() -> list[Check]:
     checks = [_check_python(), _check_torch()] + [_check_package(name) for name in PACKAGES]
     if not all(check.ok for check in checks[:2]):
         return checks
-    for check in (_check_corpus, _check_device, _check_smoke, _check_matmul_speed, _check_workshop):
+    for check in (_check_corpus, _check_device, _check_smoke, _check_matmul_speed, _check_running_time, _check_workshop):
         try:
             checks.append(check())
         except Exception as error:  # a pre-flight report must finish and say what broke
@@ -147,6 +197,7 @@ def report(checks: list[Check]) -> str:
         lines.append(f"  [{'ok' if check.ok else 'FAIL':4s}] {check.name:13s} {check.detail}")
         if not check.ok and check.fix:
             lines.append(f"         fix: {check.fix}")
+        lines += [f"         {note}" for note in check.notes]
     failed = [c.name for c in checks if not c.ok]
     lines.append("All checks passed: this machine is ready for the course." if not failed
                  else f"{len(failed)} problem(s): {', '.join(failed)}.")

@@ -19,7 +19,8 @@ import torch.nn as nn
 from .balancing import BalanceConfig
 from .cached_training import train_cached
 from .config import ModelConfig, MoEConfig
-from .data import Corpus
+from .data import Corpus, TrainingData
+from .memorisation import FactsAndSums
 from .moe import STANDARD_MOE
 from .routing import RouterConfig
 from .train import History, TrainConfig, workshop_scaled
@@ -33,11 +34,18 @@ class Experiment:
     train: TrainConfig
     balance: BalanceConfig | None = None  # None: no balance losses, no bias updates
     workshop_min_steps: int = 20  # workshop mode never trains fewer steps (a run whose point needs every step: its steps)
+    data: str = "corpus"  # the training data, a key of DATASETS
+
+    def dataset(self) -> TrainingData:
+        return DATASETS[self.data]()
 
     def train_config(self, *, seed: int | None = None) -> TrainConfig:
         """The training config to run: with ``seed`` if given, shortened in workshop mode (COURSE_WORKSHOP=1)."""
         config = self.train if seed is None else dataclasses.replace(self.train, seed=seed)
         return workshop_scaled(config, min_steps=self.workshop_min_steps)
+
+
+DATASETS = {"corpus": Corpus, "facts_and_sums": FactsAndSums}  # notebook 09 trains on facts and sums
 
 
 class Run(NamedTuple):
@@ -72,7 +80,24 @@ def _mini_v4_without(*, hash_layers: int = 1, **router_changes) -> ModelConfig:
     return dataclasses.replace(config, moe=moe)
 
 
+def parrots_config(n_experts: int) -> ModelConfig:
+    """Notebook 09's model with ``n_experts`` experts at fixed active compute: top-1 over SwiGLU experts of width 64
+    (1 = the dense model with that FFN). Switch's gate: the chosen expert's softmax probability, not renormalised,
+    since renormalised over k = 1 it is always 1 and the router would get no gradient."""
+    moe = None if n_experts == 1 else MoEConfig(n_experts=n_experts, top_k=1, expert_hidden=64, router=RouterConfig(),
+                                                 dispatch="grouped")
+    return ModelConfig(context_length=16, d_model=32, n_layers=2, n_heads=2, ffn_hidden=64, moe=moe)
+
+
+PARROTS_EXPERTS = (1, 2, 4, 8, 16)
+# weight decay 0: it would pull stored facts back towards zero; every step counts, also in workshop mode
+_PARROTS_TRAIN = TrainConfig(steps=5000, batch_size=128, seq_len=9, lr=3e-3, warmup_steps=50, weight_decay=0.0,
+                             eval_every=500, eval_batches=4, record_every=500)
 _SIGMOID = RouterConfig(score="sigmoid", normalize=True)
+_BALANCING_MODEL = ModelConfig(context_length=64, d_model=64, n_layers=2, n_heads=2, ffn_hidden=176,
+                               moe=MoEConfig(n_experts=8, top_k=2, expert_hidden=88, dispatch="grouped", router=_SIGMOID))
+_BALANCING_TRAIN = TrainConfig(steps=400, batch_size=16, seq_len=64, lr=6e-3, warmup_steps=20, eval_every=100,
+                               eval_batches=6, record_every=20)
 _COMPARISON = TrainConfig(steps=300, batch_size=32, seq_len=64, eval_every=25, eval_batches=6)  # notebooks 05 and 08
 _BIAS = BalanceConfig(bias_update_rate=0.01)
 _DEEPSEEK_BALANCE = BalanceConfig(bias_update_rate=0.01, sequence_loss=1e-4)
@@ -82,12 +107,12 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                TrainConfig(steps=700, batch_size=32, seq_len=64, lr=6e-3, warmup_steps=30, eval_every=100)),
     Experiment("standard_moe", "02", ModelConfig(moe=STANDARD_MOE), TrainConfig(steps=400, eval_every=100)),
     # notebook 04 trains this small MoE with each balancing method; the bias needs every step, so does workshop mode
-    Experiment("balancing", "04",
-               ModelConfig(context_length=64, d_model=64, n_layers=2, n_heads=2, ffn_hidden=176,
-                           moe=MoEConfig(n_experts=8, top_k=2, expert_hidden=88, dispatch="grouped", router=_SIGMOID)),
-               TrainConfig(steps=400, batch_size=16, seq_len=64, lr=6e-3, warmup_steps=20, eval_every=100,
-                           eval_batches=6, record_every=20),
-               BalanceConfig(), workshop_min_steps=400),
+    Experiment("balancing", "04", _BALANCING_MODEL, _BALANCING_TRAIN, BalanceConfig(), workshop_min_steps=400),
+    # its balancing settings, each swept over seeds (python -m course_lib.seeds): the aux-loss coefficient alpha
+    # and the loss-free bias rate u
+    *(Experiment(f"balancing_{kind}_{value:g}", "04", _BALANCING_MODEL, _BALANCING_TRAIN,
+                 BalanceConfig(**{field: value}), workshop_min_steps=400)
+      for kind, field in (("aux", "aux_loss"), ("bias", "bias_update_rate")) for value in (1e-3, 1e-2, 1e-1)),
     # notebook 05's compute-matched contenders; at 40% of the steps the x4 dense model has not caught up yet
     Experiment("dense_300", "05", ModelConfig(), _COMPARISON, workshop_min_steps=300),
     Experiment("moe_coarse", "05",
@@ -107,6 +132,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                  workshop_min_steps=300)
       for change, fields in (("scale1", dict(routed_scaling=1.0)), ("sigmoid", dict(score="sigmoid")),
                              ("nohash", dict(hash_layers=0)))),
+    # notebook 09: more experts at the same active compute, on facts (memorisation) and sums (a procedure)
+    *(Experiment(f"parrots_e{n}", "09", parrots_config(n), _PARROTS_TRAIN,
+                 BalanceConfig(aux_loss=0.01) if n > 1 else None, workshop_min_steps=_PARROTS_TRAIN.steps,
+                 data="facts_and_sums") for n in PARROTS_EXPERTS),
 )}
 
 
@@ -119,12 +148,14 @@ def get_experiment(name: str, **changes) -> Experiment:
     return dataclasses.replace(copy.deepcopy(EXPERIMENTS[name]), **changes)  # a copy: the registry stays as defined
 
 
-def run_experiment(experiment: str | Experiment, *, seed: int | None = None, corpus: Corpus | None = None,
+def run_experiment(experiment: str | Experiment, *, seed: int | None = None, corpus: TrainingData | None = None,
                    device=None, progress: bool = True) -> Run:
-    """Train the experiment (by name or as an Experiment) with ``seed``, or load it from the cache."""
+    """Train the experiment (by name or as an Experiment) with ``seed``, or load it from the cache.
+
+    corpus: its training data, if already loaded (default: a fresh ``experiment.dataset()``)."""
     if isinstance(experiment, str):
         experiment = get_experiment(experiment)
-    return Run(*train_cached(experiment.model, experiment.train_config(seed=seed), corpus=corpus,
+    return Run(*train_cached(experiment.model, experiment.train_config(seed=seed), corpus=corpus or experiment.dataset(),
                              balance=experiment.balance, device=device, progress=progress))
 
 

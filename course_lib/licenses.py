@@ -26,6 +26,12 @@ USES = {
     "military": "military use (True)",
     "eu_multimodal": "use a multimodal model as a person or company based in the EU (True)",
 }
+USE_LABELS = {"commercial_mau": "commercial use", "redistribute_original": "share the original weights",
+              "redistribute_modified": "share modified weights", "publish_finetune_as": "publish a fine-tune",
+              "train_on_outputs": "train on its outputs", "military": "military use",
+              "eu_multimodal": "EU, multimodal model"}
+CONFIDENCE_LEGEND = ("source marks: [V] verified in the licence text, [S] from a secondary source, "
+                     "[I] our interpretation, [?] uncertain")
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,14 @@ class Verdict:
 
         colour = {"yes": "#1a7f37", "conditional": "#9a6700", "no": "#cf222e"}
         rows = "".join(
-            f"<tr><td>{escape(f.use)}</td><td style='color:{colour[f.answer]}'><b>{f.answer}</b></td>"
+            f"<tr><td>{escape(USE_LABELS[f.use])}</td><td style='color:{colour[f.answer]}'><b>{f.answer}</b></td>"
             f"<td>{'<br>'.join(escape(r) for r in f.reasons)}</td><td>"
             + "<br>".join(f"[{c.confidence}] <a href='{escape(c.source)}' target='_blank'>{escape(c.clause or 'source')}</a>"
                           for c in f.citations) + "</td></tr>" for f in self.findings)
         return (f"<p><b>{escape(self.repo_id)}</b> — licence <code>{escape(self.licence)}</code> — overall: "
                 f"<b style='color:{colour[self.answer]}'>{self.answer}</b></p><table><tr><th>use</th><th>answer</th>"
-                f"<th>why / conditions</th><th>source</th></tr>{rows}</table><p><i>{escape(DISCLAIMER)}</i></p>")
+                f"<th>why / conditions</th><th>source</th></tr>{rows}</table><p><small>{escape(CONFIDENCE_LEGEND)}"
+                f"</small></p><p><i>{escape(DISCLAIMER)}</i></p>")
 
     def _repr_markdown_(self) -> str:
         mark = {"yes": "✅ yes", "conditional": "⚠️ conditional", "no": "⛔ no"}

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from .data import DATA_DIR, Corpus
+from .balancing import global_load, layer_max_violation
+from .data import DATA_DIR
 from .experiments import get_experiment, run_experiment
 from .train import workshop_mode
 
@@ -116,12 +117,26 @@ def compare(a: SeedSummary, b: SeedSummary, *, paired: bool = False) -> Comparis
     return Comparison(differences.mean, differences.standard_error, separated, len(differences.values) - 1)
 
 
-def run_seeds(names: list[str], seeds: list[int], *, corpus: Corpus | None = None,
+def run_metrics(name: str, seed: int, *, progress: bool = False) -> dict[str, float]:
+    """Train (or load from the cache) one registered run; return its final validation loss (``val_loss``); for an
+    MoE, how balanced it ended (notebook 04's MaxVio over a fixed validation set, and MaxVio_batch averaged over the
+    last 100 steps); when its training data scores models (notebook 09's facts and sums), those scores."""
+    experiment = get_experiment(name)
+    data = experiment.dataset()
+    run = run_experiment(experiment, seed=seed, corpus=data, progress=progress)
+    metrics = {"val_loss": run.history.val_loss[-1]}
+    if run.model.moe_layers():
+        validation = data.eval_batches(n_batches=12, batch_size=16, seq_len=experiment.train.seq_len, seed=99)
+        metrics["max_violation_global"] = layer_max_violation(global_load(run.model, validation))
+        metrics["max_violation_late"] = statistics.fmean(run.history.extra["max_violation_batch"][-100:])
+    return metrics | (data.scores(run.model) if hasattr(data, "scores") else {})
+
+
+def run_seeds(names: list[str], seeds: list[int], *, metric: str = "val_loss",
               progress: bool = False) -> dict[str, SeedSummary]:
-    """Train (or load from the cache) each registered experiment with each seed; summarise the final val loss."""
-    corpus = corpus or Corpus()
-    return {name: SeedSummary(name, list(seeds), [run_experiment(name, seed=seed, corpus=corpus, progress=progress)
-                                                  .history.val_loss[-1] for seed in seeds]) for name in names}
+    """Each registered experiment over ``seeds``, summarised by ``metric`` (a key of ``run_metrics``)."""
+    return {name: SeedSummary(name, list(seeds), [run_metrics(name, seed, progress=progress)[metric] for seed in seeds])
+            for name in names}
 
 
 # ---- committed sweeps -----------------------------------------------------------------------------------------
@@ -133,26 +148,31 @@ def provenance() -> dict:
             "date": datetime.date.today().isoformat()}
 
 
-def load_sweeps(path: Path = SWEEP_FILE) -> dict[str, SeedSummary]:
-    """The committed sweeps as SeedSummary objects (their provenance: ``json.loads(path.read_text())``)."""
+def load_sweeps(path: Path = SWEEP_FILE, *, metric: str = "val_loss") -> dict[str, SeedSummary]:
+    """The committed sweeps as SeedSummary objects of ``metric`` (provenance: ``json.loads(path.read_text())``)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: restore it with `git checkout -- data/results` or recompute it "
                                 f"with `python -m course_lib.seeds NAME ... --seeds 0 1 2`")
     entries = json.loads(path.read_text())["sweeps"]
-    return {name: SeedSummary(name, entry["seeds"], entry["val_loss"]) for name, entry in entries.items()}
+    return {name: SeedSummary(name, entry["seeds"], entry["metrics"][metric] if metric != "val_loss" else entry["val_loss"])
+            for name, entry in entries.items() if metric == "val_loss" or metric in entry.get("metrics", {})}
 
 
 def record_sweeps(names: list[str], seeds: list[int], *, path: Path = SWEEP_FILE) -> dict[str, SeedSummary]:
     """Run the sweeps and add them to the committed file, each entry with its provenance and config."""
     if workshop_mode():
         raise RuntimeError("refusing to record sweeps in workshop mode (shortened runs): unset COURSE_WORKSHOP")
-    summaries = run_seeds(names, seeds, progress=True)
     saved = json.loads(path.read_text()) if path.is_file() else {"about": __doc__.split("\n\n")[2], "sweeps": {}}
-    for name, summary in summaries.items():
+    summaries = {}
+    for name in names:
+        runs = [run_metrics(name, seed, progress=True) for seed in seeds]
+        summaries[name] = SeedSummary(name, list(seeds), [run["val_loss"] for run in runs])
         experiment = get_experiment(name)
-        saved["sweeps"][name] = {"seeds": summary.seeds, "val_loss": summary.values, "provenance": provenance(),
+        saved["sweeps"][name] = {"seeds": list(seeds), "val_loss": summaries[name].values, "provenance": provenance(),
                                  "model": experiment.model.to_dict(), "train": asdict(experiment.train),
                                  "balance": experiment.balance.to_dict() if experiment.balance else None}
+        if len(runs[0]) > 1:  # the data's own scores, one list per metric
+            saved["sweeps"][name]["metrics"] = {key: [run[key] for run in runs] for key in runs[0] if key != "val_loss"}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
     return summaries

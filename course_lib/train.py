@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .data import Batch, Corpus
+from .data import Batch, TrainingData
 from .hardware import pick_device
 from .transformer import ModelOutput
 
@@ -147,7 +147,7 @@ def evaluate(model: nn.Module, batches: list[Batch], domains: tuple[str, ...]) -
     return sum(total.values()) / sum(count.values()), by_domain
 
 
-def train(model: nn.Module, corpus: Corpus, config: TrainConfig, *, device: str | torch.device | None = None,
+def train(model: nn.Module, corpus: TrainingData, config: TrainConfig, *, device: str | torch.device | None = None,
           losses: Sequence[LossHook] = (), callbacks: Sequence[Callback] = (),
           checkpoint_path: str | Path | None = None, resume: bool = False, progress: bool = True) -> History:
     """Train ``model`` on ``corpus`` and return its History.

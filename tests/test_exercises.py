@@ -194,3 +194,53 @@ def test_every_success_message_says_what_to_try_next():
                 successes += 1
                 assert "Next:" in ast.unparse(node.args[1]), f"{path.name}:{node.lineno} does not say what to try next"
     assert successes >= 24  # three exercises for each of the eight notebooks
+
+
+def test_unrecognised_mistakes_get_a_nudge_then_the_method_never_the_answer():
+    from course_lib import exercises
+    from course_lib.exercises.nb01 import check_parameter_count
+    from course_lib.exercises.nb06 import check_training_days
+    from course_lib.transformer import ModelConfig, dense_parameter_formula
+
+    exercises._wrong_tries.clear()
+    config = ModelConfig()
+    truth = sum(dense_parameter_formula(config).values())
+    first, second = (check_parameter_count(12_345, config) for _ in range(2))
+    assert not first.passed and "another try" in first.message and "4·d²" not in first.message  # a nudge
+    assert not second.passed and second.message.startswith("method:") and "4·d²" in second.message
+    for feedback in (first, second):
+        assert f"{truth:,}" not in feedback.message and str(truth) not in feedback.message
+        assert "off by" not in feedback.message  # a difference would give the answer away
+    days = dict(flops=3e24, peak_flops=1e15, utilisation=0.4, gpus=2048)
+    hints = [check_training_days(1.0, **days).message for _ in range(2)]
+    assert "another try" in hints[0] and hints[1].startswith("method:")
+
+
+def test_feedback_meaning_does_not_rest_on_an_emoji():
+    from course_lib.exercises import Feedback
+
+    for passed, word in ((True, "correct"), (False, "not yet"), (None, "not done yet")):
+        assert word in repr(Feedback(passed, "x")) and not any(ord(c) > 0x1F000 for c in repr(Feedback(passed, "x")))
+
+
+def test_nb09_checks():
+    import torch
+
+    from course_lib.exercises.nb09 import check_fact_experts, check_independent_recall
+
+    assert check_independent_recall(0.5 ** 4, byte_accuracy=0.5, exact_accuracy=0.2).passed
+    assert "multiply" in check_independent_recall(2.0, byte_accuracy=0.5, exact_accuracy=0.2).message
+    assert check_independent_recall(None, byte_accuracy=0.5, exact_accuracy=0.2).passed is None
+    share = torch.tensor([1.0, 0.95, 0.2, 0.05, float("nan")])
+    assert check_fact_experts(2, fact_share=share).passed
+    assert "sums' experts" in check_fact_experts(1, fact_share=share).message  # counted the wrong end
+
+
+def test_nb09_held_fixed_check():
+    from course_lib.exercises.nb09 import check_held_fixed
+
+    counts = {1: (29_344, 29_344), 16: (214_688, 30_368)}
+    assert check_held_fixed("active parameters", counts=counts).passed
+    assert "214,688" in check_held_fixed("total parameters", counts=counts).message
+    assert "not* held fixed" in check_held_fixed("training tokens per expert", counts=counts).message
+    assert "one of" in check_held_fixed("FLOPs", counts=counts).message

@@ -53,3 +53,16 @@ def test_doctor_passes_here():
 
     checks = run_checks()
     assert all(c.ok for c in checks), report(checks)
+
+
+def test_doctor_estimates_every_notebook_and_advises_workshop_mode_on_a_slow_machine(monkeypatch):
+    from course_lib import doctor
+    from course_lib.course import COURSE_MAP, REFERENCE_STEP_SECONDS
+
+    monkeypatch.delenv("COURSE_WORKSHOP", raising=False)
+    monkeypatch.setattr(doctor, "training_step_seconds", lambda: REFERENCE_STEP_SECONDS)  # the reference machine
+    fast = doctor.report([doctor._check_running_time()])
+    assert all(f"{lesson.notebook[:2]}: " in fast for lesson in COURSE_MAP) and "advice" not in fast
+    monkeypatch.setattr(doctor, "training_step_seconds", lambda: 3 * REFERENCE_STEP_SECONDS)  # three times slower
+    slow = doctor.report([doctor._check_running_time()])
+    assert "advice" in slow and "COURSE_WORKSHOP=1" in slow

@@ -22,3 +22,17 @@ def test_ci_runs_the_readme_test_line_verbatim():
     test_line = re.findall(r"```bash\n(.*?)\n```", readme)[1]
     assert "pytest" in test_line
     assert test_line in (ROOT / ".ci" / "run").read_text()
+
+
+def test_one_workshop_threshold_everywhere():
+    """The doctor, the README and the instructor guide advise workshop mode above the same number of minutes."""
+    from course_lib.course import WORKSHOP_ABOVE_MINUTES, running_time_estimate, workshop_recommended
+
+    guide = (ROOT / "docs" / "instructor-guide.md").read_text()
+    assert f"more than {WORKSHOP_ABOVE_MINUTES} minutes" in guide and "WORKSHOP_ABOVE_MINUTES" in guide
+    assert f"more than {WORKSHOP_ABOVE_MINUTES} minutes" in (ROOT / "README.md").read_text()
+    from course_lib.course import REFERENCE_STEP_SECONDS
+
+    at_reference = sum(running_time_estimate(REFERENCE_STEP_SECONDS).values())
+    threshold_step = REFERENCE_STEP_SECONDS * WORKSHOP_ABOVE_MINUTES * 60 / at_reference
+    assert workshop_recommended(threshold_step * 1.01) and not workshop_recommended(threshold_step * 0.99)

@@ -42,6 +42,9 @@ def test_attention_viewer_and_routing_explorer_draw():
     model = build_model(ModelConfig(context_length=32, d_model=32, n_layers=2, n_heads=2, ffn_hidden=32, moe=SMALL_MOE))
     viewer = text.attention_viewer(model, "abc")
     first = bytes(viewer.output.value)
+    width = int.from_bytes(first[16:20], "big")
+    assert viewer.output.layout.width == f"{width}px"  # shown at its pixel size: not stretched, not blurred
+    assert all(c.style.description_width == "initial" and c.tooltip for c in (viewer.controls["layer"], viewer.controls["head"]))
     viewer.controls["layer"].value = 1
     assert first.startswith(b"\x89PNG") and bytes(viewer.output.value) != first
     explorer = experts.routing_explorer(model, {"t": "some text"})
@@ -58,6 +61,12 @@ def test_balancing_lab_runs_live_and_stops(corpus):
                          moe=dict(n_experts=4, top_k=2, expert_hidden=16))
     lab = balancing.balancing_lab(corpus, model_config=config,
                                 train_config=TrainConfig(steps=30, batch_size=4, seq_len=16, eval_every=30, eval_batches=1))
+    placeholder = bytes(lab.output.value)
+    assert placeholder.startswith(b"\x89PNG")  # a placeholder before the first run, not a broken image
+    lab.controls["method"].value = "none"
+    assert lab.controls["coefficient"].disabled  # no coefficient to set
+    lab.controls["method"].value = "aux loss (alpha)"
+    assert not lab.controls["coefficient"].disabled
     lab.controls["run"].click()
     lab.state["thread"].join(timeout=60)
     assert "done: validation loss" in lab.status.value and bytes(lab.output.value).startswith(b"\x89PNG")
@@ -84,8 +93,11 @@ def test_licence_checker_updates_on_every_control():
     box = licences.licence_checker()
     assert "DeepSeek-V4-Pro" in box.output.value and ">yes<" in box.output.value
     box.controls["model"].value = "meta-llama/Llama-3.1-8B"
-    box.controls["mau"].value = 800_000_000
+    box.controls["mau"].value = 1_000_000_000
     assert ">no<" in box.output.value and "700,000,000" in box.output.value
+    assert "commercial use" in box.output.value and "commercial_mau" not in box.output.value  # human labels
+    assert "[V] verified" in box.output.value  # the confidence marks have a legend
+    assert ("1,000,000,000", 1_000_000_000) in box.controls["mau"].options  # counts with separators
     box.controls["publish"].value = True
     assert "must begin with &#x27;Llama&#x27;" in box.output.value
     box.controls["name"].value = "Llama-CourseBot"

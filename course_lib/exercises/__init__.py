@@ -1,7 +1,9 @@
 """Automatic checks for the notebooks' exercises, one module per notebook (``course_lib.exercises.nb01``...).
 
 Each check returns Feedback: pass, or a hint aimed at the most common mistake it recognises, and what to try
-next. An answer left as ``None`` (or ``...``) reports "not done yet" instead of failing.
+next. A wrong answer the check does not recognise gets graduated hints (``graduated``): a nudge first, the method
+only from the second wrong try on, never the answer. An answer left as ``None`` (or ``...``) reports "not done
+yet" instead of failing.
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ class Feedback:
     passed: bool | None  # None: not attempted yet
     message: str
 
-    def __repr__(self) -> str:
-        mark = {True: "✅ correct", False: "❌ not yet", None: "⏳ not done yet"}[self.passed]
+    def __repr__(self) -> str:  # the words carry the meaning; the symbol only helps the eye (no emoji font needed)
+        mark = {True: "✔ correct", False: "✘ not yet", None: "… not done yet"}[self.passed]
         return f"{mark}: {self.message}"
 
     def _repr_markdown_(self) -> str:
@@ -26,3 +28,15 @@ NOT_DONE = Feedback(None, "replace the `None` (or `...`) with your answer and ru
 
 def not_done(answer) -> bool:
     return answer is None or answer is Ellipsis
+
+
+_wrong_tries: dict[str, int] = {}
+
+
+def graduated(exercise: str, *, nudge: str, method: str) -> Feedback:
+    """Feedback for a wrong answer the check does not recognise: ``nudge`` (where to look) on the first wrong try
+    of ``exercise``, ``method`` (how to compute it, still not the answer) from the second on."""
+    _wrong_tries[exercise] = _wrong_tries.get(exercise, 0) + 1
+    if _wrong_tries[exercise] == 1:
+        return Feedback(False, f"{nudge} (Run the check again after another try: it then shows the method.)")
+    return Feedback(False, f"method: {method}")

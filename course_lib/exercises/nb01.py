@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from . import NOT_DONE, Feedback, not_done
+from . import NOT_DONE, Feedback, graduated, not_done
 
 def check_causal_mask(causal_mask) -> Feedback:
     """Exercise 01.1: ``causal_mask(seq)`` returns a (seq, seq) bool tensor, True where attention is forbidden."""
@@ -28,7 +28,8 @@ def check_causal_mask(causal_mask) -> Feedback:
     if torch.equal(mask, expected.T) or torch.equal(mask, torch.ones(5, 5, dtype=torch.bool).tril(-1)):
         return Feedback(False, "you masked the past instead of the future: rows are queries, columns are keys; "
                                "forbid column j > row i (upper triangle).")
-    return Feedback(False, "not a causal mask. Row i should be False for columns 0..i and True after.")
+    return graduated("01.1", nudge="not a causal mask yet: which keys may query i look at, and which not?",
+                     method="row i is False for columns 0..i and True after: a strict upper triangle (torch.triu, diagonal=1).")
 
 
 def check_parameter_count(answer, config) -> Feedback:
@@ -51,8 +52,10 @@ def check_parameter_count(answer, config) -> Feedback:
         return Feedback(False, "close: add the RMSNorm gains (two per block plus the final one, d_model each).")
     if answer == truth - config.n_layers * d * config.ffn_hidden:
         return Feedback(False, "SwiGLU has three matrices (gate, up, down), not two.")
-    return Feedback(False, f"off by {answer - truth:+,}. Count per block: attention 4·d², FFN 3·d·hidden, two norms; "
-                           "plus embeddings (tokens and positions) and a final norm.")
+    return graduated("01.2", nudge="not the right count: list every weight matrix and vector the model has, block by "
+                                   "block, and outside the blocks.",
+                     method="per block: attention 4·d², FFN 3·d·hidden, two norms of d; plus embeddings (tokens and "
+                            "positions) and a final norm.")
 
 
 def check_unigram_loss(answer, corpus) -> Feedback:
@@ -70,5 +73,7 @@ def check_unigram_loss(answer, corpus) -> Feedback:
         return Feedback(False, "a cross-entropy is never negative: the loss is minus the mean log-probability.")
     if math.isclose(answer, math.log(256), rel_tol=1e-3):
         return Feedback(False, "log(256) is the uniform model's loss; weight each byte by its frequency in train.")
-    return Feedback(False, f"expected about {truth:.2f}. Count bytes on the training split, turn counts into "
-                           "probabilities, then average -log p over the validation bytes.")
+    return graduated("01.3", nudge="not yet: a unigram model gives each byte its frequency in the training text, "
+                                   "whatever came before.",
+                     method="count bytes on the training split, turn counts into probabilities, then average -log p "
+                            "over the validation bytes.")

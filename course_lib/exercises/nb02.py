@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from . import NOT_DONE, Feedback, not_done
+from . import NOT_DONE, Feedback, graduated, not_done
 
 
 def check_route_top_k(route_top_k) -> Feedback:
@@ -35,7 +35,9 @@ def check_route_top_k(route_top_k) -> Feedback:
                                "k chosen. Renormalise them (divide by their sum), as Mixtral does.")
     if torch.allclose(weights, logits.gather(1, indices.gather(1, order)), atol=1e-5):
         return Feedback(False, "these are raw logits: turn the k chosen logits into weights with a softmax.")
-    return Feedback(False, "the experts are right but not the weights: softmax over the k chosen logits.")
+    return graduated("02.1", nudge="the experts are right but not the weights: what should the k weights of a token "
+                                   "add up to?",
+                     method="softmax over the k chosen logits (not over all experts).")
 
 
 def check_moe_params(total, active, *, d_model: int, n_experts: int, top_k: int, expert_hidden: int,
@@ -59,7 +61,12 @@ def check_moe_params(total, active, *, d_model: int, n_experts: int, top_k: int,
         hints.append("a SwiGLU expert has three matrices (gate, up, down)")
     if active == cost.total_params or total == cost.active_params:
         hints.append("total counts every expert; active only the top_k routed ones plus the shared ones")
-    return Feedback(False, "; ".join(hints) or f"off: one expert has 3·d·h = {expert:,} parameters; start from there.")
+    if hints:
+        return Feedback(False, "; ".join(hints))
+    return graduated("02.2", nudge="count what is stored (every expert) and what one token uses (its top_k experts, the "
+                                   "shared ones, the router) separately.",
+                     method=f"one expert has 3·d·h = {expert:,} parameters; total = experts x that + shared + router, "
+                            "active = top_k x that + shared + router.")
 
 
 def check_combinations(answer, *, n_routed: int, top_k: int) -> Feedback:

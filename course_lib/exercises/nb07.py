@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from . import NOT_DONE, Feedback, not_done
+from . import NOT_DONE, Feedback, graduated, not_done
 
 
 def check_header_length(answer, path: str | Path) -> Feedback:
@@ -23,8 +23,9 @@ def check_header_length(answer, path: str | Path) -> Feedback:
         return Feedback(False, "that counts the 8 length bytes too; N is the length of the JSON alone.")
     if isinstance(answer, int) and answer < 1000:
         return Feedback(False, "that looks like a count of tensors, not of bytes: read the first 8 bytes of the file.")
-    return Feedback(False, "open the file in binary mode, read 8 bytes, and decode them as an unsigned 64-bit "
-                           "little-endian integer (struct.unpack('<Q', ...)).")
+    return graduated("07.1", nudge="the format's first 8 bytes hold one number: the length of the JSON header.",
+                     method="open the file in binary mode, read 8 bytes, and decode them as an unsigned 64-bit "
+                            "little-endian integer (struct.unpack('<Q', ...)).")
 
 
 def check_outputs_rule(answer) -> Feedback:
@@ -44,7 +45,8 @@ def check_outputs_rule(answer) -> Feedback:
     if answer["llama3"] != "no":
         return Feedback(False, "read Llama 3's §1.b.v: 'will not use … any output … to improve any other large "
                                "language model'.")
-    return Feedback(False, "check each with course_lib.licenses.check(repo_id, train_on_outputs=True) and read why.")
+    return graduated("07.2", nudge="look for the clause on using a model's outputs to improve another model.",
+                     method="check each with course_lib.licenses.check(repo_id, train_on_outputs=True) and read why.")
 
 
 def check_tampered_file(answer, folder: str | Path) -> Feedback:

@@ -1,7 +1,7 @@
 """Checks for notebook 08's exercises."""
 from __future__ import annotations
 
-from . import NOT_DONE, Feedback, not_done
+from . import NOT_DONE, Feedback, graduated, not_done
 
 VERDICTS = ("supported", "unsupported", "contradicted", "not checkable")
 
@@ -23,7 +23,8 @@ def check_mla_cache(answer, config: dict) -> Feedback:
         return Feedback(False, "that is one layer; every layer keeps its own cache.")
     if answer == layers * config["kv_lora_rank"] * 2:
         return Feedback(False, "MLA also caches the decoupled rope key (qk_rope_head_dim values) beside the latent.")
-    return Feedback(False, "per layer MLA caches kv_lora_rank + qk_rope_head_dim values; times layers, times 2 bytes.")
+    return graduated("08.1", nudge="MLA caches a compressed latent per token and layer, not full keys and values.",
+                     method="per layer MLA caches kv_lora_rank + qk_rope_head_dim values; times layers, times 2 bytes.")
 
 
 def check_routed_share(answer, config: dict) -> Feedback:
@@ -39,7 +40,8 @@ def check_routed_share(answer, config: dict) -> Feedback:
                               "Next: the same share for Mixtral (load_config('mistralai--Mixtral-8x7B-v0.1')).")
     if abs(float(answer) - truth * 100) < 0.5:
         return Feedback(False, "give a fraction between 0 and 1, not a percentage.")
-    return Feedback(False, "count_params(config).breakdown['routed experts'] / count_params(config).total")
+    return graduated("08.2", nudge="the parameter calculator breaks the total down by part.",
+                     method="divide the 'routed experts' entry of count_params(config).breakdown by the total.")
 
 
 def check_claim_verdict(answer, expected: str, why: str) -> Feedback:

@@ -11,7 +11,7 @@ from ..balancing import BalanceConfig
 from ..cached_training import training_hooks
 from ..model import build_model
 from ..train import StopTraining, train
-from ._view import set_figure
+from ._view import describe, figure_view, set_figure
 
 
 def balancing_lab(corpus, *, model_config, train_config) -> widgets.VBox:
@@ -22,13 +22,17 @@ def balancing_lab(corpus, *, model_config, train_config) -> widgets.VBox:
     """
     methods = {"none": None, "aux loss (alpha)": "aux_loss", "z-loss": "z_loss",
                "loss-free bias (rate u)": "bias_update_rate", "sequence-wise loss": "sequence_loss"}
-    method = widgets.Dropdown(options=list(methods), value="loss-free bias (rate u)", description="method")
-    coefficient = widgets.FloatLogSlider(value=1e-2, base=10, min=-5, max=0, step=0.5, description="coefficient")
+    method = describe(widgets.Dropdown(options=list(methods), value="loss-free bias (rate u)", description="method"),
+                      "how training balances the experts' load (notebook 04, sections 3 to 6)")
+    coefficient = describe(widgets.FloatLogSlider(value=1e-2, base=10, min=-5, max=0, step=0.5,
+                                                  description="coefficient"),
+                           "the loss coefficient (alpha) or the bias update rate u; not used by 'none'")
     run = widgets.Button(description="Run", button_style="success")
     stop = widgets.Button(description="Stop", button_style="danger", disabled=True)
-    progress = widgets.IntProgress(value=0, min=0, max=train_config.steps, description="step")
+    progress = describe(widgets.IntProgress(value=0, min=0, max=train_config.steps, description="step"),
+                        f"training step, out of {train_config.steps}")
     status = widgets.HTML()
-    plot = widgets.Image(format="png")
+    plot = figure_view("press Run: the load per expert and MaxVio will appear here as the model trains")
     state = {"stop": False, "thread": None}
 
     def draw(history, loads):
@@ -58,6 +62,8 @@ def balancing_lab(corpus, *, model_config, train_config) -> widgets.VBox:
         model = build_model(model_config)
         losses, callbacks = training_hooks(model, train_config, balance)
         history = train(model, corpus, train_config, losses=losses, callbacks=[*callbacks, on_step], progress=False)
+        if history.step:  # the last step drawn, also when Stop interrupted between two redraws
+            draw(history, history.routing[-1]["load"] if history.routing else [])
         status.value += (f" — stopped at step {len(history.step)}" if state["stop"]
                          else f" — done: validation loss {history.val_loss[-1]:.3f}")
         run.disabled, stop.disabled = False, True
@@ -73,8 +79,13 @@ def balancing_lab(corpus, *, model_config, train_config) -> widgets.VBox:
     def halt(_=None):
         state["stop"] = True
 
+    def follow_method(_=None):
+        coefficient.disabled = methods[method.value] is None
+
     run.on_click(start)
     stop.on_click(halt)
+    method.observe(follow_method, names="value")
+    follow_method()
     box = widgets.VBox([widgets.HBox([method, coefficient]), widgets.HBox([run, stop, progress]), status, plot])
     box.controls = dict(method=method, coefficient=coefficient, run=run, stop=stop)
     box.output, box.status, box.state = plot, status, state

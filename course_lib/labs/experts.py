@@ -13,15 +13,17 @@ from ..data import encode
 from ..moe import capture_ffn_inputs, moe_cost
 from ..routing import RouterConfig
 from ..transformer import Transformer
-from ._view import set_figure, set_text, show_byte, text_view
+from ._view import describe, figure_view, set_figure, set_text, show_byte, text_view
 
 
 def moe_calculator(*, d_model: int = 128) -> widgets.VBox:
     """Sliders for experts, top-k, expert size and shared experts: what one MoE layer stores and uses (notebook 02)."""
-    n_experts = widgets.IntSlider(value=8, min=1, max=256, description="experts")
-    top_k = widgets.IntSlider(value=2, min=1, max=16, description="top-k")
-    expert_hidden = widgets.IntSlider(value=176, min=8, max=1024, step=8, description="expert hidden")
-    n_shared = widgets.IntSlider(value=0, min=0, max=4, description="shared")
+    n_experts = describe(widgets.IntSlider(value=8, min=1, max=256, description="experts"), "routed experts in the layer")
+    top_k = describe(widgets.IntSlider(value=2, min=1, max=16, description="top-k"), "routed experts each token uses")
+    expert_hidden = describe(widgets.IntSlider(value=176, min=8, max=1024, step=8, description="expert hidden"),
+                             "hidden width of one SwiGLU expert")
+    n_shared = describe(widgets.IntSlider(value=0, min=0, max=4, description="shared"),
+                        "shared experts: every token uses them")
     output = text_view()
 
     def update(_=None):
@@ -52,17 +54,23 @@ def routing_explorer(model: Transformer, texts: dict[str, str]) -> widgets.VBox:
     """
     moe_blocks = model.moe_blocks()
     n_experts = model.blocks[moe_blocks[0]].ffn.n_experts
-    text = widgets.Dropdown(options=list(texts.items()), description="text")
-    layer = widgets.Dropdown(options=moe_blocks, description="layer")
-    score = widgets.Dropdown(options=["softmax", "sigmoid", "sqrt_softplus"], description="gate")
-    top_k = widgets.IntSlider(value=2, min=1, max=n_experts, description="top-k")
-    capacity_factor = widgets.FloatSlider(value=0.0, min=0.0, max=3.0, step=0.25, description="capacity (0=∞)")
-    n_group = widgets.Dropdown(options=[g for g in (1, 2, 4) if n_experts % g == 0], description="groups")
-    topk_group = widgets.IntSlider(value=1, min=1, max=1, description="groups kept")
-    output = widgets.Image(format="png")
+    text = describe(widgets.Dropdown(options=list(texts.items()), description="text"), "the text routed")
+    layer = describe(widgets.Dropdown(options=moe_blocks, description="layer"), "which MoE block's router")
+    score = describe(widgets.Dropdown(options=["softmax", "sigmoid", "sqrt_softplus"], description="gate"),
+                     "the gate turning router logits into scores (notebook 03, section 1)")
+    top_k = describe(widgets.IntSlider(value=2, min=1, max=n_experts, description="top-k"), "experts per token")
+    capacity_factor = describe(widgets.FloatSlider(value=0.0, min=0.0, max=3.0, step=0.25,
+                                                   description="capacity (0 = unlimited)"),
+                               "slots per expert as a multiple of an even share; overflow is dropped")
+    n_group = describe(widgets.Dropdown(options=[g for g in (1, 2, 4) if n_experts % g == 0], description="groups"),
+                       "group-limited routing: experts split into this many groups")
+    topk_group = describe(widgets.IntSlider(value=1, min=1, max=1, description="groups kept"),
+                          "how many groups each token may use")
+    output = figure_view()
 
     def draw(_=None):
         topk_group.max = n_group.value
+        topk_group.disabled = n_group.value == 1  # one group: nothing to limit
         per_group = n_experts // n_group.value
         if n_group.value > 1 and topk_group.value * per_group < top_k.value:
             topk_group.value = -(-top_k.value // per_group)
@@ -107,8 +115,9 @@ EXPERT_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc94
 def expert_colouring(model: Transformer, texts: dict[str, str]) -> widgets.VBox:
     """Type or pick a text: every byte coloured by its top expert, one line per MoE layer (notebook 05)."""
     moe_blocks = model.moe_blocks()  # the labels: block numbers
-    text = widgets.Textarea(value=next(iter(texts.values())), description="text", layout=widgets.Layout(width="90%"))
-    pick = widgets.Dropdown(options=list(texts.items()), description="examples")
+    text = describe(widgets.Textarea(value=next(iter(texts.values())), description="text",
+                                     layout=widgets.Layout(width="90%")), "type any text; each byte gets its expert's colour")
+    pick = describe(widgets.Dropdown(options=list(texts.items()), description="examples"), "a sample text per domain")
     output = text_view()
 
     @torch.no_grad()

@@ -22,7 +22,7 @@ from ..course import NOTEBOOK_DIR
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 LEARNER_DIR = NOTEBOOK_DIR / "learner"
 BANNER = ("> **Learner edition.** The exercises at the end are yours: replace each `None` with your code and run the "
-          "cell; the check says what is right and hints at what is not. Generated from `../{name}` (which has the "
+          "cell; the check says what is right and hints at what is not. Generated from `notebooks/{name}` (which has the "
           "reference solutions) by `python -m course_lib.maintainer.learner`.")
 
 
