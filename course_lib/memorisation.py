@@ -8,7 +8,7 @@ This module builds a task, small enough for a CPU, that separates the two kinds 
 - **facts**: ``n_facts`` records ``key:value`` with a random key of letters and digits and a random 4-letter
   value, generated from a fixed seed. Nothing in a key predicts its value, so the only way to answer is to have
   stored that record: recall of the records seen in training measures memorisation.
-- **sums**: ``ab+cd=0xyz``-style additions, zero-padded. A held-out set of sums never appears in training, so
+- **sums**: ``ab+cd=xyz``-style additions, zero-padded (the answer has one digit more than the operands). A held-out set of sums never appears in training, so
   answering those needs the procedure (digit sums and carries), not a stored answer: a small stand-in for
   reasoning.
 
@@ -29,6 +29,7 @@ import torch.nn as nn
 from .data import Batch
 
 FACT_VALUE_LETTERS = 4
+KEY_ALPHABET = string.ascii_lowercase + string.digits
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class FactsAndSumsConfig:
     def __post_init__(self):
         if self.n_facts < 1 or self.sum_digits < 1 or self.held_out_sums < 1:
             raise ValueError(f"n_facts, sum_digits and held_out_sums must be >= 1, got {self}")
+        if self.n_facts > len(KEY_ALPHABET) ** self.key_length:
+            raise ValueError(f"{self.n_facts} facts need distinct keys, but {self.key_length}-character keys allow only "
+                             f"{len(KEY_ALPHABET) ** self.key_length}: use more sum_digits (longer records) or fewer facts")
         if self.held_out_sums >= 10 ** (2 * self.sum_digits):
             raise ValueError(f"held_out_sums={self.held_out_sums} leaves no sum of {self.sum_digits}-digit numbers to "
                              f"train on (there are {10 ** (2 * self.sum_digits)}); hold out fewer")
@@ -77,10 +81,9 @@ class FactsAndSums:
     def __init__(self, config: FactsAndSumsConfig = FactsAndSumsConfig()):
         self.config = config
         rng = random.Random(config.seed)
-        alphabet = string.ascii_lowercase + string.digits
         keys: set[str] = set()
-        while len(keys) < config.n_facts:
-            keys.add("".join(rng.choice(alphabet) for _ in range(config.key_length)))
+        while len(keys) < config.n_facts:  # terminates: the config checked that enough distinct keys exist
+            keys.add("".join(rng.choice(KEY_ALPHABET) for _ in range(config.key_length)))
         facts = [f"{key}:{''.join(rng.choice(string.ascii_lowercase) for _ in range(FACT_VALUE_LETTERS))}\n"
                  for key in sorted(keys)]
         d = config.sum_digits
@@ -134,9 +137,11 @@ class FactsAndSums:
         sums: the held-out ones). Runs where the model is."""
         was_training = model.training
         model.eval()
-        rows = self.rows[domain, split].to(next(model.parameters()).device)
-        predicted = model(rows[:, :-1]).argmax(-1)  # (records, record_length - 1)
-        model.train(was_training)
+        try:
+            rows = self.rows[domain, split].to(next(model.parameters()).device)
+            predicted = model(rows[:, :-1]).argmax(-1)  # (records, record_length - 1)
+        finally:
+            model.train(was_training)
         right = (predicted == rows[:, 1:])[:, self.answer[domain]]  # (records, answer bytes)
         return Accuracy(byte=right.float().mean().item(), exact=right.all(1).float().mean().item())
 
@@ -149,12 +154,16 @@ class FactsAndSums:
     def fact_share_by_expert(self, model: nn.Module, *, layer: int = -1) -> torch.Tensor:
         """(n_experts,) the share of each expert's tokens that come from facts, when the validation records (every
         fact, every held-out sum: equally many here) are routed through MoE layer ``layer``. NaN for an idle expert."""
+        if not model.moe_layers():
+            raise ValueError("fact_share_by_expert needs an MoE model; this one has no routed layer")
         was_training = model.training
         model.eval()
-        device = next(model.parameters()).device
-        facts, sums = self.rows["facts", "val"], self.rows["sums", "val"]
-        output = model(torch.cat([facts, sums])[:, :-1].to(device), return_aux=True)
-        model.train(was_training)
+        try:
+            device = next(model.parameters()).device
+            facts, sums = self.rows["facts", "val"], self.rows["sums", "val"]
+            output = model(torch.cat([facts, sums])[:, :-1].to(device), return_aux=True)
+        finally:
+            model.train(was_training)
         routing = output.routing[layer]
         n_experts = routing.scores.shape[1]
         is_fact = torch.arange(len(facts) + len(sums)) < len(facts)  # (records,)

@@ -65,7 +65,8 @@ def test_batches_are_whole_records_half_facts_half_sums():
     assert [b.domains.unique().tolist() for b in evals] == [[0], [1], [0], [1]]
 
 
-@pytest.mark.parametrize("bad", [dict(n_facts=0), dict(held_out_sums=10_000), dict(sum_digits=0)])
+@pytest.mark.parametrize("bad", [dict(n_facts=0), dict(held_out_sums=10_000), dict(sum_digits=0),
+                                 dict(sum_digits=1, held_out_sums=10)])  # 1-character keys: 36 facts at most
 def test_impossible_configs_are_refused(bad):
     with pytest.raises(ValueError):
         FactsAndSumsConfig(**bad)

@@ -6,16 +6,26 @@ import math
 from . import NOT_DONE, Feedback, graduated, not_done
 
 
-def check_independent_recall(answer, *, byte_accuracy: float, exact_accuracy: float, value_bytes: int = 4) -> Feedback:
-    """Exercise 09.1: if each value byte were right independently with probability p, a whole record would be p^n."""
+def check_independent_recall(answer, *, byte_accuracy: float, exact_accuracy: float, records: int,
+                             value_bytes: int = 4) -> Feedback:
+    """Exercise 09.1: if each value byte were right independently with probability p, a whole record would be p^n.
+
+    The feedback compares that with the measured exact recall and says whether the gap is more than noise: a
+    binomial z-score over ``records`` facts."""
     if not_done(answer):
         return NOT_DONE
     truth = byte_accuracy ** value_bytes
     if math.isclose(float(answer), truth, rel_tol=1e-3):
-        relation = "above" if exact_accuracy > truth else "below"
-        return Feedback(True, f"{truth:.4f}. The measured exact recall, {exact_accuracy:.4f}, lies {relation} it. "
-                              "Above means the bytes are not independent: a record tends to be recalled whole or not "
-                              "at all, as if stored as one unit. Next: is the same true of the 16-expert model?")
+        z = (exact_accuracy - truth) / math.sqrt(truth * (1 - truth) / records)
+        if abs(z) <= 3:
+            reading = (f"The measured {exact_accuracy:.4f} is within noise of it (z = {z:+.1f} over {records:,} "
+                       "facts): no evidence either way.")
+        else:
+            reading = (f"The measured {exact_accuracy:.4f} is {'above' if z > 0 else 'below'} it by {abs(z):.1f} "
+                       "standard errors: the bytes of a fact are not independent. Above can mean a fact is recalled "
+                       "whole or not at all, or simply that some facts are better learned than others (uneven "
+                       "accuracy alone lifts the mean of p^4 above (mean p)^4).")
+        return Feedback(True, f"{truth:.4f}. {reading} Next: the same for the dense model.")
     if math.isclose(float(answer), byte_accuracy * value_bytes, rel_tol=1e-3):
         return Feedback(False, "independent events that must all happen multiply their probabilities; they do not add.")
     if math.isclose(float(answer), byte_accuracy, rel_tol=1e-3):
@@ -33,8 +43,8 @@ def check_fact_experts(answer, *, fact_share) -> Feedback:
     if answer == truth:
         mostly_sums = int((busy <= 0.1).sum())
         return Feedback(True, f"{truth} of {len(fact_share)} experts work (almost) only on facts and {mostly_sums} "
-                              "(almost) only on sums. Part of that split comes free: facts are letters, sums are "
-                              "digits, and even an untrained router separates them somewhat. Next: compare with "
+                              "(almost) only on sums. Part of that split may come free: facts are letters, sums are "
+                              "digits, and an untrained router may already separate them. Next: compare with "
                               "`task.fact_share_by_expert(build_model(parrots_config(16)))`.")
     if answer == int((busy <= 0.1).sum()):
         return Feedback(False, "that counts the experts that get at most 10% of their tokens from facts: the sums' "
@@ -46,21 +56,22 @@ def check_fact_experts(answer, *, fact_share) -> Feedback:
                             "count each expert's tokens from facts and divide by all its tokens; count shares >= 0.9.")
 
 
-HELD_FIXED_CHOICES = ("total parameters", "active parameters", "training tokens per expert")
-
-
-def check_held_fixed(answer, *, counts: dict[int, tuple[int, int]]) -> Feedback:
-    """Exercise 09.3: which quantity did the comparison hold (nearly) fixed across expert counts?"""
+def check_tokens_per_expert(answer, *, steps: int, rows: int, positions: int, n_experts: int) -> Feedback:
+    """Exercise 09.3: how many tokens does one expert of a layer see in training, with top-1 and even routing?"""
     if not_done(answer):
         return NOT_DONE
-    if answer not in HELD_FIXED_CHOICES:
-        return Feedback(False, f"answer with one of {list(HELD_FIXED_CHOICES)}.")
-    totals, actives = [total for total, _ in counts.values()], [active for _, active in counts.values()]
-    if answer == "active parameters":
-        return Feedback(True, f"active parameters stay between {min(actives):,} and {max(actives):,} (only the router "
-                              f"grows) while the total goes from {min(totals):,} to {max(totals):,}: the paper's "
-                              "setting. Next: what would a comparison at equal total parameters need?")
-    if answer == "total parameters":
-        return Feedback(False, f"look at section 2's table: totals run from {min(totals):,} to {max(totals):,}.")
-    return Feedback(False, "with top-1 routing each of n experts sees about 1/n of the tokens: that is what was *not* "
-                           "held fixed (section 5).")
+    dense = steps * rows * positions
+    truth = dense / n_experts
+    if math.isclose(float(answer), truth, rel_tol=0.01):
+        return Feedback(True, f"about {truth:,.0f} tokens per expert, against {dense:,} for the dense FFN: each expert "
+                              f"is trained on 1/{n_experts} of the data, which is what equal steps do *not* hold fixed. "
+                              "Next: how many steps would give each expert the dense FFN's tokens, and what would that "
+                              "cost in compute?")
+    if math.isclose(float(answer), dense, rel_tol=0.01):
+        return Feedback(False, "that is what the dense FFN sees; with top-1 routing the tokens are shared among the "
+                               "experts.")
+    if math.isclose(float(answer), steps * rows / n_experts, rel_tol=0.01):
+        return Feedback(False, "that counts records; every record has several positions, and each position is a token.")
+    return graduated("09.3", nudge="count every token a layer processes in training, then share them out among the "
+                                   "experts.",
+                     method="steps x records per batch x positions per record, divided by the number of experts.")
