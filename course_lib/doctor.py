@@ -112,10 +112,10 @@ def _check_matmul_speed() -> Check:
     for _ in range(20):
         a @ b
     gflops = 20 * 2 * 512**3 / (time.perf_counter() - started) / 1e9
-    ok = gflops > 20  # the course's timings assume about 200 GFLOP/s (2 cores); below 20 notebooks take >10x longer
+    ok = gflops > 20  # far below any laptop of the last decade: something is wrong (a busy or throttled machine)
     return Check("matmul speed", ok, f"{gflops:.0f} GFLOP/s fp32 ({torch.get_num_threads()} threads)",
-                 "" if ok else "close other programs, or set COURSE_WORKSHOP=1 (shorter training runs); "
-                               "the notebooks will run, only slower than the stated times")
+                 "" if ok else "close other programs and run the doctor again; the running-time line below says "
+                               "what to expect")
 
 
 def training_step_seconds(*, steps: int = 8) -> float:
@@ -151,17 +151,25 @@ def _check_running_time() -> Check:
     from .course import REFERENCE_STEP_SECONDS, WORKSHOP_ABOVE_MINUTES, running_time_estimate, workshop_recommended
     from .train import workshop_mode
 
+    from .cached_training import cache_dir
+
     step = training_step_seconds()
     estimate = running_time_estimate(step, workshop=workshop_mode())
     total = sum(estimate.values())
-    mode = "in workshop mode" if workshop_mode() else "first run, empty cache"
+    mode = "workshop mode" if workshop_mode() else "first run"
     per_notebook = [f"{notebook[:2]}: {_minutes(seconds)}" for notebook, seconds in estimate.items()]
     notes = ["per notebook  " + " · ".join(per_notebook[i:i + 5]) for i in range(0, len(per_notebook), 5)]
+    cached = len(list(cache_dir().glob("*.safetensors"))) if cache_dir().is_dir() else 0
+    if cached:
+        notes.append(f"{cached} trained runs are in the cache: notebooks whose runs are cached take seconds")
     if workshop_recommended(step) and not workshop_mode():
         workshop_total = sum(running_time_estimate(step, workshop=True).values())
-        notes.append(f"advice: the course would take more than {WORKSHOP_ABOVE_MINUTES} min of computing here: set "
-                     f"COURSE_WORKSHOP=1 (about {_minutes(workshop_total)}), or let long cells run during the reading")
-    return Check("running time", True, f"about {_minutes(total)} for all notebooks ({mode}); benchmark step "
+        notes.append(f"advice: the course would take more than {WORKSHOP_ABOVE_MINUTES} minutes of computing here. "
+                     f"Best: a warm cache from your instructor (copy their .cache/ into the course folder; the "
+                     f"notebooks then load their runs). Else COURSE_WORKSHOP=1 (about {_minutes(workshop_total)}: "
+                     f"notebooks 04, 05, 08 and 09 keep their runs whole), and start long cells before reading")
+    return Check("running time", True, f"about {_minutes(total)} for all notebooks ({mode}, in course order, empty "
+                                       f"cache); benchmark step "
                                        f"{step * 1e3:.0f} ms (reference machine {REFERENCE_STEP_SECONDS * 1e3:.0f} ms)",
                  notes=notes)
 

@@ -70,6 +70,7 @@ def test_balancing_lab_runs_live_and_stops(corpus):
     lab.controls["run"].click()
     lab.state["thread"].join(timeout=60)
     assert "done: validation loss" in lab.status.value and bytes(lab.output.value).startswith(b"\x89PNG")
+    assert not lab.controls["run"].disabled and not lab.controls["method"].disabled  # ready to run again
     assert "MaxVio" in lab.status.value  # the routing recorder ran before the lab's own callback
     long = TrainConfig(steps=100_000, batch_size=4, seq_len=16, eval_every=100_000, eval_batches=1)
     lab = balancing.balancing_lab(corpus, model_config=config, train_config=long)
@@ -104,3 +105,4 @@ def test_licence_checker_updates_on_every_control():
     assert "as required" in box.output.value
     box.controls["commercial"].value = box.controls["publish"].value = False
     assert "Tick at least one" in box.output.value
+    assert box.controls["mau"].disabled and box.controls["name"].disabled  # nothing to set for an unticked use

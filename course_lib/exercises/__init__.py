@@ -30,13 +30,15 @@ def not_done(answer) -> bool:
     return answer is None or answer is Ellipsis
 
 
-_wrong_tries: dict[str, int] = {}
+_wrong_tries: dict[str, set[str]] = {}
 
 
-def graduated(exercise: str, *, nudge: str, method: str) -> Feedback:
-    """Feedback for a wrong answer the check does not recognise: ``nudge`` (where to look) on the first wrong try
-    of ``exercise``, ``method`` (how to compute it, still not the answer) from the second on."""
-    _wrong_tries[exercise] = _wrong_tries.get(exercise, 0) + 1
-    if _wrong_tries[exercise] == 1:
-        return Feedback(False, f"{nudge} (Run the check again after another try: it then shows the method.)")
+def graduated(exercise: str, answer, *, nudge: str, method: str) -> Feedback:
+    """Feedback for a wrong answer the check does not recognise: ``nudge`` (where to look) for the first wrong
+    answer to ``exercise``, ``method`` (how to compute it, still not the answer) from a second, different wrong
+    answer on. Re-running the same wrong answer does not count as another try."""
+    tries = _wrong_tries.setdefault(exercise, set())
+    tries.add(repr(answer))  # a redefined function is a new answer: its repr carries a new address
+    if len(tries) == 1:
+        return Feedback(False, f"{nudge} (Try another answer: the check then shows the method.)")
     return Feedback(False, f"method: {method}")

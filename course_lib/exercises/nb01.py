@@ -28,8 +28,9 @@ def check_causal_mask(causal_mask) -> Feedback:
     if torch.equal(mask, expected.T) or torch.equal(mask, torch.ones(5, 5, dtype=torch.bool).tril(-1)):
         return Feedback(False, "you masked the past instead of the future: rows are queries, columns are keys; "
                                "forbid column j > row i (upper triangle).")
-    return graduated("01.1", nudge="not a causal mask yet: which keys may query i look at, and which not?",
-                     method="row i is False for columns 0..i and True after: a strict upper triangle (torch.triu, diagonal=1).")
+    return graduated("01.1", causal_mask, nudge="not a causal mask yet: which keys may query i look at, and which not?",
+                     method="row i must be False for columns 0..i and True after them: which triangle of a square matrix is "
+                            "that, and does it include the diagonal?")
 
 
 def check_parameter_count(answer, config) -> Feedback:
@@ -52,7 +53,7 @@ def check_parameter_count(answer, config) -> Feedback:
         return Feedback(False, "close: add the RMSNorm gains (two per block plus the final one, d_model each).")
     if answer == truth - config.n_layers * d * config.ffn_hidden:
         return Feedback(False, "SwiGLU has three matrices (gate, up, down), not two.")
-    return graduated("01.2", nudge="not the right count: list every weight matrix and vector the model has, block by "
+    return graduated("01.2", answer, nudge="not the right count: list every weight matrix and vector the model has, block by "
                                    "block, and outside the blocks.",
                      method="per block: attention 4·d², FFN 3·d·hidden, two norms of d; plus embeddings (tokens and "
                             "positions) and a final norm.")
@@ -73,7 +74,7 @@ def check_unigram_loss(answer, corpus) -> Feedback:
         return Feedback(False, "a cross-entropy is never negative: the loss is minus the mean log-probability.")
     if math.isclose(answer, math.log(256), rel_tol=1e-3):
         return Feedback(False, "log(256) is the uniform model's loss; weight each byte by its frequency in train.")
-    return graduated("01.3", nudge="not yet: a unigram model gives each byte its frequency in the training text, "
+    return graduated("01.3", answer, nudge="not yet: a unigram model gives each byte its frequency in the training text, "
                                    "whatever came before.",
                      method="count bytes on the training split, turn counts into probabilities, then average -log p "
                             "over the validation bytes.")

@@ -35,7 +35,7 @@ def check_route_top_k(route_top_k) -> Feedback:
                                "k chosen. Renormalise them (divide by their sum), as Mixtral does.")
     if torch.allclose(weights, logits.gather(1, indices.gather(1, order)), atol=1e-5):
         return Feedback(False, "these are raw logits: turn the k chosen logits into weights with a softmax.")
-    return graduated("02.1", nudge="the experts are right but not the weights: what should the k weights of a token "
+    return graduated("02.1", route_top_k, nudge="the experts are right but not the weights: what should the k weights of a token "
                                    "add up to?",
                      method="softmax over the k chosen logits (not over all experts).")
 
@@ -63,7 +63,7 @@ def check_moe_params(total, active, *, d_model: int, n_experts: int, top_k: int,
         hints.append("total counts every expert; active only the top_k routed ones plus the shared ones")
     if hints:
         return Feedback(False, "; ".join(hints))
-    return graduated("02.2", nudge="count what is stored (every expert) and what one token uses (its top_k experts, the "
+    return graduated("02.2", (total, active), nudge="count what is stored (every expert) and what one token uses (its top_k experts, the "
                                    "shared ones, the router) separately.",
                      method=f"one expert has 3·d·h = {expert:,} parameters; total = experts x that + shared + router, "
                             "active = top_k x that + shared + router.")
@@ -79,11 +79,12 @@ def check_combinations(answer, *, n_routed: int, top_k: int) -> Feedback:
                               "Next: how many combinations does Mixtral (8 experts, top-2) allow?")
     if answer == math.perm(n_routed, top_k):
         return Feedback(False, "that counts ordered choices; the order of the chosen experts does not matter "
-                               "(their outputs are summed), so use math.comb.")
+                               "(their outputs are summed): count unordered sets, not ordered picks.")
     if answer == 2 ** n_routed:
         return Feedback(False, "that counts subsets of any size; a token uses exactly top_k experts.")
     if answer == n_routed ** top_k:
         return Feedback(False, "that counts ordered picks that may repeat an expert; a token's experts are distinct, "
                                "and their order does not matter.")
-    return Feedback(False, "a token picks top_k *distinct* routed experts and their order does not matter: how many "
-                           "such sets are there? (Shared experts add no choice.)")
+    return graduated("02.3", answer, nudge="a token picks top_k *distinct* routed experts and their order does not "
+                                          "matter: how many such sets are there? (Shared experts add no choice.)",
+                     method=f"the number of ways to choose {top_k} of {n_routed} without order: a binomial coefficient.")

@@ -20,7 +20,7 @@ def check_capacity(answer, *, tokens: int, n_experts: int, top_k: int, capacity_
         return Feedback(False, "with top-k routing there are tokens x k assignments to share out, not tokens: multiply by k.")
     if answer == capacity_factor * tokens * top_k / n_experts or answer == math.floor(capacity_factor * tokens * top_k / n_experts):
         return Feedback(False, "round up: a capacity is a whole number of slots, and rounding down drops more than intended.")
-    return graduated("03.1", nudge="a capacity shares out every token-expert assignment equally, with some slack.",
+    return graduated("03.1", answer, nudge="a capacity shares out every token-expert assignment equally, with some slack.",
                      method="capacity = ceil(capacity_factor x tokens x top_k / n_experts).")
 
 
@@ -48,7 +48,7 @@ def check_v3_weights(v3_weights) -> Feedback:
         return Feedback(False, "normalise over the k chosen experts only, not over all experts.")
     if torch.allclose(weights, 2.5 * logits.gather(1, indices).softmax(-1), atol=1e-5):
         return Feedback(False, "that is a softmax over the chosen logits; V3 uses sigmoid scores, normalised by their sum.")
-    return graduated("03.2", nudge="V3's weights come from sigmoid scores, normalised, then scaled.",
+    return graduated("03.2", v3_weights, nudge="V3's weights come from sigmoid scores, normalised, then scaled.",
                      method="weights = scaling x s_chosen / sum(s_chosen), with s = sigmoid(logits).")
 
 
@@ -65,5 +65,5 @@ def check_dropped_fraction(answer, *, router, layer_input) -> Feedback:
         return Feedback(False, "that is the kept fraction; the question asks for the dropped one.")
     if float(answer) > 1:
         return Feedback(False, "give a fraction between 0 and 1, not a count or a percentage.")
-    return graduated("03.3", nudge="the router's decision says which assignments were kept under the capacity.",
+    return graduated("03.3", answer, nudge="the router's decision says which assignments were kept under the capacity.",
                      method="route the layer input, then use Routing.kept (or Routing.dropped_fraction()).")

@@ -29,10 +29,11 @@ def check_switch_loss(my_switch_loss) -> Feedback:
         return Feedback(False, "with top-k there are T*k assignments: divide the counts by indices.numel(), not by T.")
     if math.isclose(got, expected * 40 * 2, rel_tol=1e-5):
         return Feedback(False, "f_i is a fraction of the assignments, not a count: divide by the number of assignments.")
-    return graduated("04.1", nudge="the loss multiplies, for each expert, the share of assignments it got by the mean "
+    return graduated("04.1", my_switch_loss, nudge="the loss multiplies, for each expert, the share of assignments it got by the mean "
                                    "probability the router gave it.",
-                     method="f = bincount(indices.flatten(), minlength=N) / indices.numel(); P = probs.mean(0); "
-                            "N * sum(f * P).")
+                     method="f_i is the share of all T*k assignments that went to expert i (count them), P_i the mean "
+                            "router probability of expert i over the tokens; the loss is N times the sum over experts "
+                            "of f_i * P_i.")
 
 
 def check_bias_update(update_bias) -> Feedback:
@@ -48,9 +49,10 @@ def check_bias_update(update_bias) -> Feedback:
         return Feedback(False, "the sign is flipped: an overloaded expert (load above the mean) must get a *lower* bias.")
     if torch.allclose(got, 0.1 * (load.float().mean() - load.float())):
         return Feedback(False, "that is a proportional update; Wang et al.'s rule uses only the sign of the imbalance.")
-    return graduated("04.2", nudge="each expert's bias moves by the same small step u, up if it is underloaded, down "
+    return graduated("04.2", update_bias, nudge="each expert's bias moves by the same small step u, up if it is underloaded, down "
                                    "if overloaded.",
-                     method="new bias = bias + u * torch.sign(load.mean() - load), with load as floats.")
+                     method="compare each expert's load with the mean load; the bias moves by +u below the mean and -u "
+                            "above it (torch.sign gives the direction; use float loads).")
 
 
 def check_max_violation(answer, load) -> Feedback:
@@ -66,5 +68,5 @@ def check_max_violation(answer, load) -> Feedback:
         return Feedback(False, "subtract the mean first: MaxVio is 0 for a balanced load, not 1.")
     if math.isclose(float(answer), float((load.max() - load.min()) / load.mean()), rel_tol=1e-6):
         return Feedback(False, "MaxVio compares the maximum with the mean, not with the minimum.")
-    return graduated("04.3", nudge="MaxVio measures how far the busiest expert is above a perfectly even share.",
-                     method="MaxVio = (max load - mean load) / mean load.")
+    return graduated("04.3", answer, nudge="MaxVio measures how far the busiest expert is above a perfectly even share.",
+                     method="take the busiest expert's excess over the mean load, as a fraction of the mean load.")

@@ -16,7 +16,7 @@ def check_fine_grained_hidden(answer, *, expert_hidden: int, split: int) -> Feed
         return Feedback(False, "fine-grained experts are *smaller*: divide the hidden width by the split factor.")
     if answer == expert_hidden:
         return Feedback(False, "with the same width and m times as many active experts, compute would grow m-fold.")
-    return graduated("05.1", nudge="what stays fixed is the active compute per token: how does it depend on top_k and "
+    return graduated("05.1", answer, nudge="what stays fixed is the active compute per token: how does it depend on top_k and "
                                    "the expert width?",
                      method=f"active compute is top_k x expert_hidden; multiplying top_k by {split} needs the width "
                             f"divided by {split}.")
@@ -40,7 +40,7 @@ def check_tokens_to_reach(answer, *, eval_steps, val_losses, target, tokens_per_
                               "Next: the same for the fine-grained MoE, and the ratio to dense.")
     if truth is not None and answer == truth // tokens_per_step:
         return Feedback(False, "that is in steps; multiply by the tokens per step (batch_size x seq_len).")
-    return graduated("05.2", nudge="find the first evaluation at which the MoE is as good as the dense model's end "
+    return graduated("05.2", answer, nudge="find the first evaluation at which the MoE is as good as the dense model's end "
                                    "point, and express it in tokens.",
                      method="walk the evaluations in order and stop at the first loss <= target; report step x tokens "
                             "per step.")
@@ -58,6 +58,6 @@ def check_busiest_domain(answer, *, usage_by_domain, domains, layer: int, expert
                               "Next: does the same expert lead in layer 0?")
     if answer not in domains:
         return Feedback(False, f"answer with one of {list(domains)}.")
-    return graduated("05.3", nudge="the usage heat maps have one row per domain and one column per expert.",
+    return graduated("05.3", answer, nudge="the usage heat maps have one row per domain and one column per expert.",
                      method=f"look at column {expert} of layer {layer}'s domain heat map "
                             f"(usage['domain'][{layer}, :, {expert}]): which row is largest?")

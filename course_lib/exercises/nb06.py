@@ -19,7 +19,7 @@ def check_decode_intensity(answer, *, batch: int, d_model: int, expert_hidden: i
         return Feedback(False, "that is one token; the expert's weights are read once for the whole batch.")
     if math.isclose(float(answer), truth * bytes_per_weight, rel_tol=1e-3):
         return Feedback(False, "divide by the bytes per weight (2 for bf16), not the number of weights.")
-    return graduated("06.1", nudge="intensity is FLOPs per byte moved: the weights are read once, and used once per "
+    return graduated("06.1", answer, nudge="intensity is FLOPs per byte moved: the weights are read once, and used once per "
                                    "token of the batch.",
                      method="FLOPs = 2 x batch x (3 x d x h); bytes = 3 x d x h x bytes per weight.")
 
@@ -36,7 +36,7 @@ def check_fp4_size(answer_gb, *, parameters: float) -> Feedback:
         return Feedback(False, "close: add the shared 8-bit scale of each block of 32 (0.25 bit per weight).")
     if math.isclose(float(answer_gb), parameters * 4.25 / 1e9, rel_tol=0.01):
         return Feedback(False, "that is in gigabits: divide by 8 for bytes.")
-    return graduated("06.2", nudge="count the bits of one weight, including its share of the block's scale.",
+    return graduated("06.2", answer_gb, nudge="count the bits of one weight, including its share of the block's scale.",
                      method="bits per weight = 4 + 8/32; bytes = parameters x bits / 8; report in GB (1e9 bytes).")
 
 
@@ -52,5 +52,5 @@ def check_training_days(answer, *, flops: float, peak_flops: float, utilisation:
         return Feedback(False, "that is in hours: divide by 24.")
     if math.isclose(float(answer), truth * utilisation, rel_tol=0.01):
         return Feedback(False, "at less than 100% utilisation it takes *longer*: divide by the utilisation.")
-    return graduated("06.3", nudge="the cluster delivers only a fraction (the utilisation) of its peak FLOP/s.",
+    return graduated("06.3", answer, nudge="the cluster delivers only a fraction (the utilisation) of its peak FLOP/s.",
                      method="seconds = FLOPs / (peak x utilisation x chips); days = seconds / 86400.")

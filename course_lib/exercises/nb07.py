@@ -23,7 +23,7 @@ def check_header_length(answer, path: str | Path) -> Feedback:
         return Feedback(False, "that counts the 8 length bytes too; N is the length of the JSON alone.")
     if isinstance(answer, int) and answer < 1000:
         return Feedback(False, "that looks like a count of tensors, not of bytes: read the first 8 bytes of the file.")
-    return graduated("07.1", nudge="the format's first 8 bytes hold one number: the length of the JSON header.",
+    return graduated("07.1", answer, nudge="the format's first 8 bytes hold one number: the length of the JSON header.",
                      method="open the file in binary mode, read 8 bytes, and decode them as an unsigned 64-bit "
                             "little-endian integer (struct.unpack('<Q', ...)).")
 
@@ -45,7 +45,7 @@ def check_outputs_rule(answer) -> Feedback:
     if answer["llama3"] != "no":
         return Feedback(False, "read Llama 3's §1.b.v: 'will not use … any output … to improve any other large "
                                "language model'.")
-    return graduated("07.2", nudge="look for the clause on using a model's outputs to improve another model.",
+    return graduated("07.2", answer, nudge="look for the clause on using a model's outputs to improve another model.",
                      method="check each with course_lib.licenses.check(repo_id, train_on_outputs=True) and read why.")
 
 

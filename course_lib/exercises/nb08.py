@@ -23,7 +23,7 @@ def check_mla_cache(answer, config: dict) -> Feedback:
         return Feedback(False, "that is one layer; every layer keeps its own cache.")
     if answer == layers * config["kv_lora_rank"] * 2:
         return Feedback(False, "MLA also caches the decoupled rope key (qk_rope_head_dim values) beside the latent.")
-    return graduated("08.1", nudge="MLA caches a compressed latent per token and layer, not full keys and values.",
+    return graduated("08.1", answer, nudge="MLA caches a compressed latent per token and layer, not full keys and values.",
                      method="per layer MLA caches kv_lora_rank + qk_rope_head_dim values; times layers, times 2 bytes.")
 
 
@@ -40,7 +40,7 @@ def check_routed_share(answer, config: dict) -> Feedback:
                               "Next: the same share for Mixtral (load_config('mistralai--Mixtral-8x7B-v0.1')).")
     if abs(float(answer) - truth * 100) < 0.5:
         return Feedback(False, "give a fraction between 0 and 1, not a percentage.")
-    return graduated("08.2", nudge="the parameter calculator breaks the total down by part.",
+    return graduated("08.2", answer, nudge="the parameter calculator breaks the total down by part.",
                      method="divide the 'routed experts' entry of count_params(config).breakdown by the total.")
 
 
@@ -52,4 +52,6 @@ def check_claim_verdict(answer, expected: str, why: str) -> Feedback:
         return Feedback(False, f"answer with one of {VERDICTS}.")
     if answer == expected:
         return Feedback(True, f"{why}. Next: take a claim from today's news, find its primary source, classify it.")
-    return Feedback(False, f"not quite. Re-read the source: {why.split(':')[0]}.")
+    return graduated("08.3", answer, nudge="not quite: re-read what the cited source itself shows, not what the claim "
+                                          "says it shows.",
+                     method=f"the deciding evidence: {why.split(':')[0]}.")

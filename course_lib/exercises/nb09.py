@@ -30,7 +30,7 @@ def check_independent_recall(answer, *, byte_accuracy: float, exact_accuracy: fl
         return Feedback(False, "independent events that must all happen multiply their probabilities; they do not add.")
     if math.isclose(float(answer), byte_accuracy, rel_tol=1e-3):
         return Feedback(False, "that is one byte; a record is right only if all of its value bytes are.")
-    return graduated("09.1", nudge="a fact is recalled exactly only when every one of its value bytes is right.",
+    return graduated("09.1", answer, nudge="a fact is recalled exactly only when every one of its value bytes is right.",
                      method=f"the chance that all {value_bytes} independent bytes are right, each with probability p.")
 
 
@@ -51,7 +51,7 @@ def check_fact_experts(answer, *, fact_share) -> Feedback:
                                "experts. Count the other end.")
     if answer == int((busy > 0.5).sum()):
         return Feedback(False, "the threshold is 90%, not a majority.")
-    return graduated("09.2", nudge="for each expert, compare the tokens it got from facts with all the tokens it got.",
+    return graduated("09.2", answer, nudge="for each expert, compare the tokens it got from facts with all the tokens it got.",
                      method="route every fact and every held-out sum through the last MoE layer (output.routing[-1]), "
                             "count each expert's tokens from facts and divide by all its tokens; count shares >= 0.9.")
 
@@ -72,6 +72,6 @@ def check_tokens_per_expert(answer, *, steps: int, rows: int, positions: int, n_
                                "experts.")
     if math.isclose(float(answer), steps * rows / n_experts, rel_tol=0.01):
         return Feedback(False, "that counts records; every record has several positions, and each position is a token.")
-    return graduated("09.3", nudge="count every token a layer processes in training, then share them out among the "
+    return graduated("09.3", answer, nudge="count every token a layer processes in training, then share them out among the "
                                    "experts.",
                      method="steps x records per batch x positions per record, divided by the number of experts.")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import threading
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 
 from ..balancing import BalanceConfig
 from ..cached_training import training_hooks
@@ -36,7 +36,8 @@ def balancing_lab(corpus, *, model_config, train_config) -> widgets.VBox:
     state = {"stop": False, "thread": None}
 
     def draw(history, loads):
-        figure, (ax_load, ax_vio) = plt.subplots(1, 2, figsize=(10, 3.2))
+        figure = Figure(figsize=(10, 3.2))  # not pyplot: this runs in the training thread, and pyplot is not thread-safe
+        ax_load, ax_vio = figure.subplots(1, 2)
         for layer, load in enumerate(loads):
             ax_load.bar([e + 0.8 * layer / len(loads) for e in range(len(load))], load, width=0.8 / len(loads),
                         label=f"layer {layer}")
@@ -55,25 +56,31 @@ def balancing_lab(corpus, *, model_config, train_config) -> widgets.VBox:
         if state["stop"]:
             raise StopTraining
 
-    def work():
-        key = methods[method.value]
-        balance = BalanceConfig(**({key: coefficient.value} if key else {}))
-        torch.manual_seed(train_config.seed)
-        model = build_model(model_config)
-        losses, callbacks = training_hooks(model, train_config, balance)
-        history = train(model, corpus, train_config, losses=losses, callbacks=[*callbacks, on_step], progress=False)
-        if history.step:  # the last step drawn, also when Stop interrupted between two redraws
-            draw(history, history.routing[-1]["load"] if history.routing else [])
-        status.value += (f" — stopped at step {len(history.step)}" if state["stop"]
-                         else f" — done: validation loss {history.val_loss[-1]:.3f}")
-        run.disabled, stop.disabled = False, True
+    def work(balance: BalanceConfig):
+        try:
+            torch.manual_seed(train_config.seed)
+            model = build_model(model_config)
+            losses, callbacks = training_hooks(model, train_config, balance)
+            history = train(model, corpus, train_config, losses=losses, callbacks=[*callbacks, on_step],
+                            progress=False)
+            if history.step:  # the last step drawn, also when Stop interrupted between two redraws
+                draw(history, history.routing[-1]["load"] if history.routing else [])
+            status.value += (f" — stopped at step {len(history.step)}" if state["stop"]
+                             else f" — done: validation loss {history.val_loss[-1]:.3f}")
+        except Exception as error:  # shown, not lost in a background thread
+            status.value += f" — failed: {type(error).__name__}: {error}"
+        finally:  # whatever happened, the lab can run again
+            run.disabled, stop.disabled, method.disabled = False, True, False
+            follow_method()
 
     def start(_=None):
+        key = methods[method.value]  # read the settings here, in the kernel's thread, before training starts
+        balance = BalanceConfig(**({key: coefficient.value} if key else {}))
         state["stop"] = False
-        run.disabled, stop.disabled = True, False
+        run.disabled, stop.disabled, method.disabled, coefficient.disabled = True, False, True, True
         progress.value = 0
-        status.value = f"training with {method.value} = {coefficient.value:g} ..."
-        state["thread"] = threading.Thread(target=work, daemon=True)
+        status.value = f"training with {method.value}" + (f" = {coefficient.value:g}" if key else "") + " ..."
+        state["thread"] = threading.Thread(target=work, args=(balance,), daemon=True)
         state["thread"].start()
 
     def halt(_=None):

@@ -30,6 +30,7 @@ def licence_checker() -> widgets.VBox:
     output = widgets.HTML()
 
     def update(_=None):
+        mau.disabled, new_name.disabled = not commercial.value, not publish.value  # only when their box is ticked
         use = {key: True for key, box in uses.items() if box.value}
         if commercial.value:
             use["commercial_mau"] = mau.value

@@ -26,6 +26,7 @@ def sampling_lab(model: Transformer, prompts: dict[str, str], *, seed: int = 0) 
     draws = [seed]
 
     def sample(_=None):
+        top_k.disabled = temperature.value == 0  # greedy decoding: there is nothing to sample among
         generator = torch.Generator().manual_seed(draws[-1])
         tokens = generate(model, encode(prompt.value), max_new_tokens=length.value, temperature=temperature.value,
                           top_k=top_k.value or None, generator=generator)
