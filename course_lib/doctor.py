@@ -5,6 +5,7 @@ can run it on twenty laptops before the workshop. Also shown in notebook 00.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import platform
@@ -118,6 +119,7 @@ def _check_matmul_speed() -> Check:
                                "what to expect")
 
 
+@functools.lru_cache(maxsize=None)  # measured once per session: notebook 00 shows the doctor and then charts it
 def training_step_seconds(*, steps: int = 8) -> float:
     """Median time of one training step of notebook 01's dense model (batch 32 x 64 bytes, AdamW): the benchmark
     that the running-time estimates scale by (course_lib.course.REFERENCE_STEP_SECONDS on the reference machine)."""
@@ -148,10 +150,9 @@ def _minutes(seconds: float) -> str:
 
 def _check_running_time() -> Check:
     """The expected cold running time of every notebook on this machine, and whether workshop mode is advised."""
+    from .cached_training import cache_dir
     from .course import REFERENCE_STEP_SECONDS, WORKSHOP_ABOVE_MINUTES, running_time_estimate, workshop_recommended
     from .train import workshop_mode
-
-    from .cached_training import cache_dir
 
     step = training_step_seconds()
     estimate = running_time_estimate(step, workshop=workshop_mode())

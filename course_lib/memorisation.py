@@ -70,6 +70,17 @@ def _records_to_tensor(records: list[str]) -> torch.Tensor:
     return torch.tensor([list(r.encode()) for r in records], dtype=torch.long)  # (records, record_length)
 
 
+@torch.no_grad()
+def _evaluate(model: nn.Module, rows: torch.Tensor, **kwargs):
+    """The model's output on ``rows[:, :-1]`` in eval mode, on the model's device; its train/eval mode restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model(rows[:, :-1].to(next(model.parameters()).device), **kwargs)
+    finally:
+        model.train(was_training)
+
+
 class FactsAndSums:
     """The training data of notebook 09, with the interface ``course_lib.train.train`` reads from a ``Corpus``.
 
@@ -89,7 +100,8 @@ class FactsAndSums:
         d = config.sum_digits
         sums = [f"{a:0{d}d}+{b:0{d}d}={a + b:0{d + 1}d}\n" for a in range(10 ** d) for b in range(10 ** d)]
         rng.shuffle(sums)
-        self.rows = {("facts", "train"): _records_to_tensor(facts), ("facts", "val"): _records_to_tensor(facts),
+        facts = _records_to_tensor(facts)  # one tensor for both splits: recall is measured on the trained records
+        self.rows = {("facts", "train"): facts, ("facts", "val"): facts,
                      ("sums", "train"): _records_to_tensor(sums[config.held_out_sums:]),
                      ("sums", "val"): _records_to_tensor(sums[:config.held_out_sums])}
         # where each answer sits among the targets (targets = record[1:]): the value after ':', the digits after '='
@@ -131,17 +143,11 @@ class FactsAndSums:
             digest.update(self.rows[key].numpy().tobytes())
         return digest.hexdigest()
 
-    @torch.no_grad()
     def accuracy(self, model: nn.Module, domain: str, *, split: str = "val") -> Accuracy:
         """Teacher-forced answer accuracy of ``model`` on every record of ``domain`` (facts: the ones it trained on;
         sums: the held-out ones). Runs where the model is."""
-        was_training = model.training
-        model.eval()
-        try:
-            rows = self.rows[domain, split].to(next(model.parameters()).device)
-            predicted = model(rows[:, :-1]).argmax(-1)  # (records, record_length - 1)
-        finally:
-            model.train(was_training)
+        rows = self.rows[domain, split]
+        predicted = _evaluate(model, rows).argmax(-1).cpu()  # (records, record_length - 1)
         right = (predicted == rows[:, 1:])[:, self.answer[domain]]  # (records, answer bytes)
         return Accuracy(byte=right.float().mean().item(), exact=right.all(1).float().mean().item())
 
@@ -150,21 +156,13 @@ class FactsAndSums:
         return {f"{domain}_{kind}": getattr(self.accuracy(model, domain), kind)
                 for domain in self.domains for kind in ("byte", "exact")}
 
-    @torch.no_grad()
     def fact_share_by_expert(self, model: nn.Module, *, layer: int = -1) -> torch.Tensor:
         """(n_experts,) the share of each expert's tokens that come from facts, when the validation records (every
         fact, every held-out sum: equally many here) are routed through MoE layer ``layer``. NaN for an idle expert."""
         if not model.moe_layers():
             raise ValueError("fact_share_by_expert needs an MoE model; this one has no routed layer")
-        was_training = model.training
-        model.eval()
-        try:
-            device = next(model.parameters()).device
-            facts, sums = self.rows["facts", "val"], self.rows["sums", "val"]
-            output = model(torch.cat([facts, sums])[:, :-1].to(device), return_aux=True)
-        finally:
-            model.train(was_training)
-        routing = output.routing[layer]
+        facts, sums = self.rows["facts", "val"], self.rows["sums", "val"]
+        routing = _evaluate(model, torch.cat([facts, sums]), return_aux=True).routing[layer]
         n_experts = routing.scores.shape[1]
         is_fact = torch.arange(len(facts) + len(sums)) < len(facts)  # (records,)
         is_fact = is_fact[:, None].expand(-1, facts.shape[1] - 1).reshape(-1, 1)  # (tokens, 1): one per position
