@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
+from .hardware import model_device
+
 
 
 # ---- losses -------------------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def global_load(model: nn.Module, batches) -> torch.Tensor:
     was_training = model.training
     model.eval()
     layers = model.moe_layers()
-    device = next(model.parameters()).device
+    device = model_device(model)
     totals = torch.zeros(len(layers), layers[0].n_experts)
     for batch in batches:
         output = model(batch.inputs.to(device), targets=batch.targets.to(device), return_aux=True)

@@ -27,22 +27,22 @@ class Lesson:
 
 
 COURSE_MAP = (
-    Lesson("00_start_here.ipynb", "Start here", "environment check, how the course works, the map", 10, 13, 13),
+    Lesson("00_start_here.ipynb", "Start here", "environment check, how the course works, the map", 10, 11, 11),
     Lesson("01_dense_transformer.ipynb", "The dense transformer",
-           "bytes as tokens, causal attention, SwiGLU FFN, parameter and FLOP counts, training, sampling", 60, 86, 41),
+           "bytes as tokens, causal attention, SwiGLU FFN, parameter and FLOP counts, training, sampling", 60, 84, 41),
     Lesson("02_from_ffn_to_experts.ipynb", "From one FFN to many experts",
-           "MoE layer, total vs active parameters, dispatch, fine-grained and shared experts", 60, 63, 29),
+           "MoE layer, total vs active parameters, dispatch, fine-grained and shared experts", 60, 61, 29),
     Lesson("03_routing.ipynb", "Routing", "softmax/sigmoid/sqrt-softplus gates, top-k, capacity, expert choice, "
            "hash and group-limited routing", 60, 7, 7),
-    Lesson("04_load_balancing.ipynb", "Load balancing", "routing collapse, aux losses, z-loss, aux-loss-free bias", 75, 151, 151),
-    Lesson("05_moe_vs_dense.ipynb", "Does MoE pay off?", "compute-matched comparison, expert specialisation", 60, 232, 232),
+    Lesson("04_load_balancing.ipynb", "Load balancing", "routing collapse, aux losses, z-loss, aux-loss-free bias", 75, 81, 81),
+    Lesson("05_moe_vs_dense.ipynb", "Does MoE pay off?", "compute-matched comparison, expert specialisation", 60, 99, 99),
     Lesson("06_hardware_agnostic_compute.ipynb", "Hardware-agnostic compute",
-           "devices, number formats, roofline, expert parallelism", 75, 50, 50),
-    Lesson("07_open_weights_and_licensing.ipynb", "Open weights, safely", "safetensors, pickle risk, licences", 45, 6, 6),
+           "devices, number formats, roofline, expert parallelism, the Ascend/CANN stack", 75, 44, 44),
+    Lesson("07_open_weights_and_licensing.ipynb", "Open weights, safely", "safetensors, pickle risk, licences", 45, 5, 5),
     Lesson("08_deepseek_anatomy.ipynb", "Anatomy of DeepSeek-V3 and V4",
-           "parameter calculator, mini DeepSeek model, claims vs evidence", 75, 125, 125),
+           "parameter calculator, mini DeepSeek model, claims vs evidence", 75, 69, 69),
     Lesson("09_memorisation_vs_reasoning.ipynb", "Where experts pay: memorisation vs reasoning",
-           "experts at fixed active compute, facts vs held-out sums, a paper's claim over seeds", 45, 125, 125),
+           "experts at fixed active compute, facts vs held-out sums, a paper's claim over seeds", 45, 67, 67),
 )
 
 

@@ -108,11 +108,13 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("standard_moe", "02", ModelConfig(moe=STANDARD_MOE), TrainConfig(steps=400, eval_every=100)),
     # notebook 04 trains this small MoE with each balancing method; the bias needs every step, so does workshop mode
     Experiment("balancing", "04", _BALANCING_MODEL, _BALANCING_TRAIN, BalanceConfig(), workshop_min_steps=400),
-    # its balancing settings, each swept over seeds (python -m course_lib.seeds): the aux-loss coefficient alpha
-    # and the loss-free bias rate u
+    # its balancing settings, each swept over seeds (python -m course_lib.seeds): the aux-loss coefficient alpha,
+    # the loss-free bias rate u and the router z-loss
     *(Experiment(f"balancing_{kind}_{value:g}", "04", _BALANCING_MODEL, _BALANCING_TRAIN,
                  BalanceConfig(**{field: value}), workshop_min_steps=400)
       for kind, field in (("aux", "aux_loss"), ("bias", "bias_update_rate")) for value in (1e-3, 1e-2, 1e-1)),
+    Experiment("balancing_zloss_0.01", "04", _BALANCING_MODEL, _BALANCING_TRAIN, BalanceConfig(z_loss=1e-2),
+               workshop_min_steps=400),
     # notebook 05's compute-matched contenders; at 40% of the steps the x4 dense model has not caught up yet
     Experiment("dense_300", "05", ModelConfig(), _COMPARISON, workshop_min_steps=300),
     Experiment("moe_coarse", "05",

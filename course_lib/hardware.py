@@ -6,20 +6,59 @@ Rules:
 - CPU by default in tests and CI; ``auto`` picks an available accelerator (CUDA/ROCm, MPS, XPU, or an
   out-of-tree backend such as Ascend's ``npu`` that registers through PrivateUse1), else the CPU.
 - The environment variable ``COURSE_DEVICE`` overrides the choice everywhere (``cpu``, ``cuda``, ``mps``...).
-- Asking for a device that does not exist or is not available is an error that says what to do instead.
+- Asking for a device that does not exist or is not available is an error that says what to do instead, and
+  for a backend whose package is missing (Ascend's ``npu``, Intel's ``xpu``), which package to install.
+- Whatever runs a model puts its inputs on ``model_device(model)``: the model decides, not the caller.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import random
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 DEVICE_ENV_VAR = "COURSE_DEVICE"
 
 # Device types a PyTorch build can know about. ROCm GPUs use "cuda" (PyTorch reuses the torch.cuda API for HIP).
 KNOWN_DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "npu", "hpu", "mtia", "meta")
+
+# What a device type needs beyond the standard CPU wheel, for the error that says what to install.
+BACKEND_PACKAGES = {
+    "cuda": "a CUDA (NVIDIA) or ROCm (AMD) build of PyTorch and a GPU: see https://pytorch.org/get-started/locally/",
+    "mps": "macOS on Apple silicon (the standard macOS wheel includes MPS)",
+    "xpu": "PyTorch's XPU build and an Intel GPU: pip install torch --index-url https://download.pytorch.org/whl/xpu",
+    "npu": "torch_npu, Ascend's PyTorch adapter (pip install torch-npu, matching your torch version), the CANN "
+           "toolkit and an Ascend NPU",
+}
+# Out-of-tree backends that register a device type through PrivateUse1 when their package is imported.
+PRIVATEUSE1_PACKAGES = {"npu": "torch_npu"}
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model's weights live on: every course function that runs a model puts its inputs there.
+
+    A model without parameters or buffers runs on the CPU; one whose tensors sit on several devices is an error
+    (the course never splits a model; notebook 06 shows how parallelism does it on purpose)."""
+    devices = {t.device for t in (*model.parameters(), *model.buffers())}
+    if len(devices) > 1:
+        raise ValueError(f"the model's weights are on several devices ({', '.join(sorted(map(str, devices)))}): "
+                         f"move it to one with model.to(device)")
+    return devices.pop() if devices else torch.device("cpu")
+
+
+def _load_privateuse1_backend(device_type: str) -> None:
+    """Import the package that registers ``device_type`` (``npu``: torch_npu), or say which one to install."""
+    package = PRIVATEUSE1_PACKAGES[device_type]
+    if hasattr(torch, device_type):
+        return  # already imported and registered
+    if importlib.util.find_spec(package) is None:
+        raise ValueError(f"Device {device_type!r} needs {BACKEND_PACKAGES[device_type]}; it is not installed here. "
+                         f"Use device='cpu', or device='auto' to take whatever accelerator is present.")
+    importlib.import_module(package)  # registers the device type with PyTorch (PrivateUse1)
 
 
 def _accelerator_type() -> str | None:
@@ -62,6 +101,8 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
     requested = requested.strip().lower()
     if requested == "auto":
         return torch.device(_accelerator_type() or "cpu")
+    if requested.split(":")[0] in PRIVATEUSE1_PACKAGES:
+        _load_privateuse1_backend(requested.split(":")[0])
     try:
         device = torch.device(requested)
     except RuntimeError as error:
@@ -71,8 +112,9 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
             f"Set {DEVICE_ENV_VAR} or pass device=... to change it."
         ) from error
     if not device_is_available(device.type):
+        needs = f" It needs {BACKEND_PACKAGES[device.type]}." if device.type in BACKEND_PACKAGES else ""
         raise ValueError(
-            f"Device {requested!r} is not available on this machine (PyTorch {torch.__version__}). "
+            f"Device {requested!r} is not available on this machine (PyTorch {torch.__version__}).{needs} "
             f"Use device='cpu', or device='auto' to take whatever accelerator is present, "
             f"or unset {DEVICE_ENV_VAR}."
         )

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from .data import Batch
+from .hardware import model_device
 
 FACT_VALUE_LETTERS = 4
 KEY_ALPHABET = string.ascii_lowercase + string.digits
@@ -76,7 +77,7 @@ def _evaluate(model: nn.Module, rows: torch.Tensor, **kwargs):
     was_training = model.training
     model.eval()
     try:
-        return model(rows[:, :-1].to(next(model.parameters()).device), **kwargs)
+        return model(rows[:, :-1].to(model_device(model)), **kwargs)
     finally:
         model.train(was_training)
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import MoEConfig
+from .hardware import model_device
 from .routing import Router, RouterConfig, Routing
 from .transformer import RoutedFFN, SwiGLU
 
@@ -66,8 +67,9 @@ class MoE(RoutedFFN):
         Re-routing the same hidden states with it isolates what the rule changes (notebook 03 and its explorer).
         """
         router = Router(self.d_model, self.n_experts, top_k, config, vocab_size=self.vocab_size)
+        router = router.to(self.router.gate.weight.device)  # built where this layer lives, then given its weights
         router.gate.weight.data.copy_(self.router.gate.weight)
-        return router.to(self.router.gate.weight.device).eval()
+        return router.eval()
 
     def expert_forward(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Routed expert ``e`` applied to the rows of x: (n, d_model) -> (n, d_model)."""
@@ -185,7 +187,7 @@ def capture_ffn_inputs(model: nn.Module, inputs: torch.Tensor) -> list[torch.Ten
     hooks = [block.ffn.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
              for block in model.blocks]
     try:
-        model(inputs.to(next(model.parameters()).device))
+        model(inputs.to(model_device(model)))
     finally:
         for hook in hooks:
             hook.remove()

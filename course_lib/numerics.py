@@ -91,9 +91,10 @@ def moe_forward_numpy(x: np.ndarray, *, gate: np.ndarray, w_gate_up: np.ndarray,
 def numpy_weights(moe) -> dict:
     """A course MoE layer's weights as NumPy arrays, in the keyword form moe_forward_numpy takes."""
     config = moe.router.config
-    weights = dict(gate=moe.router.gate.weight.detach().numpy(), w_gate_up=moe.w_gate_up.detach().numpy(),
-                   w_down=moe.w_down.detach().numpy(), top_k=moe.top_k, score=config.score, normalize=config.normalize,
-                   routed_scaling=config.routed_scaling, bias=moe.router.bias.numpy())
+    array = lambda tensor: tensor.detach().cpu().numpy()  # from whatever device the layer is on
+    weights = dict(gate=array(moe.router.gate.weight), w_gate_up=array(moe.w_gate_up), w_down=array(moe.w_down),
+                   top_k=moe.top_k, score=config.score, normalize=config.normalize,
+                   routed_scaling=config.routed_scaling, bias=array(moe.router.bias))
     if moe.shared is not None:
-        weights.update(shared_gate_up=moe.shared.gate_up.weight.detach().numpy(), shared_down=moe.shared.down.weight.detach().numpy())
+        weights.update(shared_gate_up=array(moe.shared.gate_up.weight), shared_down=array(moe.shared.down.weight))
     return weights

@@ -3,8 +3,10 @@
 Every rank holds the router (replicated) and ``n_experts / world_size`` experts, and routes its own tokens.
 Dispatch: each token-expert pair is sent to the rank that owns the expert with one ``all_to_all_single`` (rows,
 plus the expert ids and weights); the owner runs its experts; a second ``all_to_all_single`` sends the results
-back, where they are combined. gloo on CPU, nccl on GPUs: the same code. The exchange goes through
-the differentiable ``all_to_all_single_autograd`` of torch's functional collectives, so backward works too.
+back, where they are combined. The same code runs on every backend; only the process group's collective library
+changes with the device (``backend_for``): gloo on CPUs, NCCL on NVIDIA (RCCL on AMD, under the same name), HCCL on
+Huawei Ascend NPUs (registered by torch_npu), XCCL on Intel GPUs. The exchange goes through the differentiable
+``all_to_all_single_autograd`` of torch's functional collectives, so backward works too.
 
 Launch from the command line (one machine, 4 processes; add --nnodes/--node-rank/--rdzv-endpoint for several):
     torchrun --standalone --nproc-per-node=4 -m course_lib.parallel
@@ -17,12 +19,56 @@ import os
 import tempfile
 from pathlib import Path
 
+import importlib.util
+
 import torch
 import torch.distributed as dist
 
+from .hardware import BACKEND_PACKAGES
 from .moe import MoE
 
-BACKENDS = ("gloo", "nccl")
+# the collective library for each device type: what torch.distributed calls the process-group backend
+COLLECTIVE_BACKENDS = {"cpu": "gloo", "cuda": "nccl", "npu": "hccl", "xpu": "xccl"}
+BACKENDS = tuple(COLLECTIVE_BACKENDS.values())
+_BACKEND_DEVICE = {backend: device for device, backend in COLLECTIVE_BACKENDS.items()}
+
+
+def backend_for(device: str | torch.device) -> str:
+    """The process-group backend for ``device`` ("cpu", "cuda:0", "npu"...), decided from its type alone, so it
+    can be checked without the hardware. Apple's MPS has no collective library: its processes would use gloo on
+    CPU tensors."""
+    device_type = device.type if isinstance(device, torch.device) else str(device).split(":")[0].strip().lower()
+    if device_type not in COLLECTIVE_BACKENDS:
+        raise ValueError(f"no collective backend for device type {device_type!r}; the course knows "
+                         f"{', '.join(f'{d} -> {b}' for d, b in COLLECTIVE_BACKENDS.items())} "
+                         f"(on a Mac, run the processes on the CPU with gloo)")
+    return COLLECTIVE_BACKENDS[device_type]
+
+
+def backend_is_available(backend: str) -> bool:
+    """Whether this PyTorch can open a process group with ``backend`` (and the device it needs is present)."""
+    if backend == "gloo":
+        return dist.is_available() and dist.is_gloo_available()
+    if backend == "nccl":
+        return dist.is_available() and dist.is_nccl_available() and torch.cuda.is_available()
+    if backend == "xccl":
+        return dist.is_available() and getattr(dist, "is_xccl_available", lambda: False)() and torch.xpu.is_available()
+    if backend == "hccl":  # torch_npu registers it on import
+        return importlib.util.find_spec("torch_npu") is not None and hasattr(torch, "npu") and torch.npu.is_available()
+    return False
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if this machine can use it, else a clear error naming what to install or use instead."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} ({', '.join(f'{b} for {d}' for b, d in _BACKEND_DEVICE.items())}), "
+                         f"got {backend!r}")
+    if not backend_is_available(backend):
+        device = _BACKEND_DEVICE[backend]
+        raise ValueError(f"backend {backend!r} is for {device} devices and cannot run here: it needs "
+                         f"{BACKEND_PACKAGES.get(device, 'PyTorch with distributed support')}. Use backend='gloo' "
+                         f"on the CPU")
+    return backend
 
 
 def check_layout(n_experts: int, world_size: int) -> int:
@@ -83,10 +129,8 @@ def expert_parallel_forward(moe: MoE, x: torch.Tensor, *, rank: int, world_size:
 
 
 def init_process_group(rank: int, world_size: int, *, backend: str = "gloo", port: int = 29512) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS} (gloo for CPUs, nccl for NVIDIA GPUs), got {backend!r}")
-    if backend == "nccl" and not torch.cuda.is_available():
-        raise ValueError("backend 'nccl' needs CUDA GPUs, and none is available here; use backend='gloo'")
+    """Join the process group with ``backend`` (``backend_for(device)`` picks it from a device)."""
+    check_backend(backend)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(port))
     dist.init_process_group(backend, rank=rank, world_size=world_size)

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from .balancing import routing_entropy
 from .data import Corpus
+from .hardware import model_device
 
 TOKEN_CLASSES = ("digit", "whitespace", "punctuation", "letter", "python keyword")
 _KEYWORD = re.compile(rb"\b(" + b"|".join(k.encode() for k in keyword.kwlist if k.isalpha()) + rb")\b")
@@ -48,7 +49,7 @@ def expert_usage(model: nn.Module, corpus: Corpus, *, batches: int = 6, batch_si
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     layers = [model.blocks[i].ffn for i in model.moe_blocks()]  # MTP's layer needs targets: not here
     n_experts = layers[0].n_experts
     by_domain = torch.zeros(len(layers), len(corpus.domains), n_experts)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import Batch, TrainingData
-from .hardware import pick_device
+from .hardware import model_device, pick_device
 from .transformer import ModelOutput
 
 
@@ -133,7 +133,7 @@ def evaluate(model: nn.Module, batches: list[Batch], domains: tuple[str, ...]) -
     """Mean validation loss and the mean loss of each domain's rows."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     total, count = {d: 0.0 for d in domains}, {d: 0 for d in domains}
     for batch in batches:
         batch = batch.to(device)

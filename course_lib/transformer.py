@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .hardware import model_device
 
 if TYPE_CHECKING:
     from .routing import Routing
@@ -217,7 +218,7 @@ class Transformer(nn.Module):
 @torch.no_grad()
 def attention_map(model: Transformer, tokens: torch.Tensor, *, layer: int) -> torch.Tensor:
     """(n_heads, seq, seq) attention probabilities of block ``layer`` for the 1-D ``tokens`` (notebook 01's viewer)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     inputs = tokens.to(device)[None]  # (1, seq)
     block = model.blocks[layer]
     x = model(inputs, return_aux=True).hidden_states[layer]  # the residual stream entering block `layer`
@@ -263,7 +264,7 @@ def measured_flops_per_token(model: Transformer, *, batch_size: int = 2) -> floa
     from torch.utils.flop_counter import FlopCounterMode
 
     inputs = torch.zeros(batch_size, model.config.context_length, dtype=torch.long,
-                         device=next(model.parameters()).device)
+                         device=model_device(model))
     # the math backend runs attention as plain matmuls, which the counter sees (the fused CPU kernel is not counted)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(inputs)
@@ -280,7 +281,7 @@ def generate(model: Transformer, prompt: torch.Tensor, *, max_new_tokens: int, t
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     was_training = model.training
     model.eval()
-    tokens = prompt.clone().to(next(model.parameters()).device)
+    tokens = prompt.clone().to(model_device(model))
     for _ in range(max_new_tokens):
         logits = model(tokens[-model.config.context_length:][None])[0, -1]  # (vocab,)
         if temperature == 0:

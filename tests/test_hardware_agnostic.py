@@ -6,7 +6,8 @@ import torch
 
 from course_lib.moe import MoE
 from course_lib.numerics import fp4_error_bound, moe_forward_numpy, numpy_weights, quantize_fp4_blockwise
-from course_lib.parallel import check_layout, init_process_group, run_expert_parallel, single_process_reference
+from course_lib.parallel import (backend_for, backend_is_available, check_backend, check_layout, init_process_group,
+                                 run_expert_parallel, single_process_reference)
 from course_lib.routing import PRESETS
 
 
@@ -99,3 +100,20 @@ def test_bad_parallel_settings():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="nccl.*gloo"):
             init_process_group(0, 1, backend="nccl")
+
+
+@pytest.mark.parametrize("device, backend", [("cpu", "gloo"), ("cuda", "nccl"), ("cuda:3", "nccl"), ("npu", "hccl"),
+                                             ("npu:0", "hccl"), ("xpu", "xccl"), (torch.device("cpu"), "gloo")])
+def test_backend_follows_the_device_type(device, backend):
+    assert backend_for(device) == backend  # decided from the name: no hardware needed
+
+
+def test_unusable_backends_name_what_they_need():
+    with pytest.raises(ValueError, match="no collective backend for device type 'mps'.*gloo"):
+        backend_for("mps")
+    assert check_backend("gloo") == "gloo"
+    needs = {"nccl": "CUDA", "hccl": "torch-npu", "xccl": "XPU build"}
+    for backend, package in needs.items():
+        if not backend_is_available(backend):
+            with pytest.raises(ValueError, match=f"{backend}.*{package}.*backend='gloo'"):
+                init_process_group(0, 1, backend=backend)

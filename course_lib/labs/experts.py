@@ -10,6 +10,7 @@ import torch
 
 from ..config import ModelConfig
 from ..data import encode
+from ..hardware import model_device
 from ..moe import capture_ffn_inputs, moe_cost
 from ..routing import RouterConfig
 from ..transformer import Transformer
@@ -128,7 +129,7 @@ def expert_colouring(model: Transformer, texts: dict[str, str]) -> widgets.VBox:
             return
         was_training = model.training
         model.eval()
-        routings = model(tokens[None].to(next(model.parameters()).device), return_aux=True).routing
+        routings = model(tokens[None].to(model_device(model)), return_aux=True).routing
         model.train(was_training)
         rows = []
         for layer_id, routing in zip(moe_blocks, routings, strict=True):
