@@ -43,6 +43,8 @@ COURSE_MAP = (
            "parameter calculator, mini DeepSeek model, claims vs evidence", 75, 69, 69),
     Lesson("09_memorisation_vs_reasoning.ipynb", "Where experts pay: memorisation vs reasoning",
            "experts at fixed active compute, facts vs held-out sums, a paper's claim over seeds", 45, 67, 67),
+    Lesson("10_serving_on_a_memory_budget.ipynb", "Serving an MoE on a memory budget",
+           "routing traces, expert caches (LRU, LFU, Belady), memory-mapped experts, redundant experts", 45, 8, 8),
 )
 
 

@@ -18,6 +18,7 @@ from course_lib.memorisation import FactsAndSums, FactsAndSumsConfig
 from course_lib.model import build_model
 from course_lib.moe import capture_ffn_inputs
 from course_lib.routing import RouterConfig
+from course_lib.serving import decode_trace
 from course_lib.specialisation import expert_disabled, expert_usage, shared_experts_disabled
 from course_lib.train import TrainConfig, evaluate, train
 from course_lib.transformer import attention_map, generate, measured_flops_per_token
@@ -83,6 +84,7 @@ RUNS_A_MODEL = {
     "course_lib.labs.experts.routing_explorer": _labs,
     "course_lib.labs.text.attention_viewer": _labs,
     "course_lib.labs.text.sampling_lab": _labs,
+    "course_lib.serving.decode_trace": lambda m, c: decode_trace(m, torch.tensor([1, 2, 3]), new_tokens=2),
 }
 # public functions that take a model but run none of it, and why the contract does not apply
 RUNS_NO_MODEL = {
@@ -91,6 +93,7 @@ RUNS_NO_MODEL = {
     "course_lib.checkpoints.save_checkpoint": "copies the weights to the CPU",
     "course_lib.checkpoints.load_checkpoint": "load_state_dict copies into the model's own device",
     "course_lib.open_weights.export_release": "copies the weights to the CPU",
+    "course_lib.serving.ExpertStore.write": "copies the weights to the CPU",
     "course_lib.transformer.count_parameters": "counts",
     "course_lib.train.make_optimizer": "the optimizer state follows the parameters",
     "course_lib.numerics.numpy_weights": "copies the weights to the CPU (tested below)",
@@ -111,7 +114,8 @@ def _public_functions_taking_a_model() -> set[str]:
                    if f.__module__ == module.__name__ and not name.startswith("_")]
         for class_name, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ == module.__name__:
-                members += [(f"{module.__name__}.{class_name}.{name}", f) for name, f in vars(cls).items()
+                methods = {name: getattr(f, "__func__", f) for name, f in vars(cls).items()}  # static methods too
+                members += [(f"{module.__name__}.{class_name}.{name}", f) for name, f in methods.items()
                             if inspect.isfunction(f) and not name.startswith("_")]
         found |= {name for name, f in members if set(inspect.signature(f).parameters) & set(MODEL_PARAMETERS)}
     return found

@@ -48,3 +48,8 @@ def test_strip_solutions_stubs_the_names_the_check_needs():
 def test_an_unclosed_solution_region_is_an_error():
     with pytest.raises(ValueError, match="without '### END SOLUTION'"):
         strip_solutions("### BEGIN SOLUTION\nanswer = 1\n")
+
+
+def test_tuple_assignments_get_stubs():
+    source = "x = 1\n### BEGIN SOLUTION\nseen, answer = [], 0\n### END SOLUTION\ncheck(answer, seen)\n"
+    assert strip_solutions(source) == "x = 1\nseen = None  # your code here\nanswer = None  # your code here\ncheck(answer, seen)\n"

@@ -11,7 +11,7 @@ MAP_FIGURE = DOCS_DIR / "figures" / "course-map.png"
 PARTS = {"00": ("start", "#8c8c8c"), "01": ("foundations", "#4c72b0"), "02": ("the MoE layer", "#dd8452"),
          "03": ("the MoE layer", "#dd8452"), "04": ("the MoE layer", "#dd8452"), "05": ("the MoE layer", "#dd8452"),
          "06": ("systems", "#55a868"), "07": ("open weights", "#8172b3"), "08": ("capstone", "#c44e52"),
-         "09": ("research lab", "#937860")}
+         "09": ("research lab", "#937860"), "10": ("systems", "#55a868")}
 
 
 def map_fingerprint() -> str:
@@ -32,15 +32,19 @@ def course_map_figure():
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
-    fig, ax = plt.subplots(figsize=(13, 4.2))
+    import textwrap
+
     columns = 3
+    rows = (len(COURSE_MAP) + columns - 1) // columns
+    fig, ax = plt.subplots(figsize=(13, 1.2 + 1.05 * rows))
     for index, lesson in enumerate(COURSE_MAP):
         row, col = _box_position(index, columns)
         x, y = col * 4.0, -row * 1.5
         part, colour = PARTS[lesson.notebook[:2]]
         ax.add_patch(FancyBboxPatch((x, y), 3.4, 1.0, boxstyle="round,pad=0.05", facecolor=colour, alpha=0.9))
-        ax.text(x + 1.7, y + 0.62, f"{lesson.notebook[:2]} · {lesson.title}", ha="center", va="center",
-                color="white", fontsize=9.5, weight="bold")
+        title = textwrap.fill(f"{lesson.notebook[:2]} · {lesson.title}", 34)  # long titles on two lines
+        ax.text(x + 1.7, y + 0.62, title, ha="center", va="center", color="white", weight="bold",
+                fontsize=9.5 if "\n" not in title else 8.5, linespacing=1.0)
         ax.text(x + 1.7, y + 0.28, f"{part} · {lesson.study_minutes} min", ha="center", va="center",
                 color="white", fontsize=8.5)
         if index + 1 < len(COURSE_MAP):

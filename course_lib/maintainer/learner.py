@@ -32,7 +32,9 @@ def _assigned(source: str) -> list[str]:
     for node in ast.parse(source).body:
         targets = (node.targets if isinstance(node, ast.Assign) else [node.target]
                    if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
-        names += [t.id for t in targets if isinstance(t, ast.Name)]
+        for target in targets:  # a, b = ... assigns both
+            names += [t.id for t in (target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target])
+                      if isinstance(t, ast.Name)]
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.append(node.name)
     return list(dict.fromkeys(names))
