@@ -31,8 +31,8 @@ BACKEND_PACKAGES = {
     "cuda": "a CUDA (NVIDIA) or ROCm (AMD) build of PyTorch and a GPU: see https://pytorch.org/get-started/locally/",
     "mps": "macOS on Apple silicon (the standard macOS wheel includes MPS)",
     "xpu": "PyTorch's XPU build and an Intel GPU: pip install torch --index-url https://download.pytorch.org/whl/xpu",
-    "npu": "torch_npu, Ascend's PyTorch adapter (pip install torch-npu, matching your torch version), the CANN "
-           "toolkit and an Ascend NPU",
+    "npu": "torch_npu, Ascend's PyTorch adapter (pip install torch-npu, matching your torch version, on a CPU build "
+           "of torch), the CANN toolkit and an Ascend NPU",
 }
 # Out-of-tree backends that register a device type through PrivateUse1 when their package is imported.
 PRIVATEUSE1_PACKAGES = {"npu": "torch_npu"}
@@ -56,9 +56,15 @@ def _load_privateuse1_backend(device_type: str) -> None:
     if hasattr(torch, device_type):
         return  # already imported and registered
     if importlib.util.find_spec(package) is None:
-        raise ValueError(f"Device {device_type!r} needs {BACKEND_PACKAGES[device_type]}; it is not installed here. "
-                         f"Use device='cpu', or device='auto' to take whatever accelerator is present.")
-    importlib.import_module(package)  # registers the device type with PyTorch (PrivateUse1)
+        raise ValueError(f"Device {device_type!r} needs {BACKEND_PACKAGES[device_type]}; {package} is not installed "
+                         f"here. Use device='cpu', or device='auto' to take whatever accelerator is present.")
+    try:
+        importlib.import_module(package)  # registers the device type with PyTorch (PrivateUse1)
+    except Exception as error:  # installed, but its native libraries or the vendor toolkit are not set up
+        raise ValueError(f"{package} is installed but failed to import ({type(error).__name__}: {error}). It needs "
+                         f"{BACKEND_PACKAGES[device_type]}: set up the toolkit's environment (for CANN, source its "
+                         f"set_env.sh) and install the {package} version that matches torch {torch.__version__}, "
+                         f"a CPU build.") from error
 
 
 def _accelerator_type() -> str | None:

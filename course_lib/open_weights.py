@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from .checkpoints import config_differences, payload_sha256, state_tensors
 
 from .data import DATA_DIR, sha256_of
-from .hardware import pick_device
+from .hardware import model_device, pick_device
 from .licenses import catalogue
 from .config import ModelConfig
 from .model import build_model
@@ -277,11 +277,13 @@ def load_release(folder: str | Path, *, allow_pickle: bool = False, device: str 
 
 
 def same_outputs(a: nn.Module, b: nn.Module, tokens: torch.Tensor) -> bool:
-    """True when both models, in eval mode, give bit-identical logits for ``tokens`` (not merely close ones)."""
+    """True when both models, in eval mode, give bit-identical logits for ``tokens`` (not merely close ones).
+
+    Each model runs on its own device; the logits are compared on the CPU."""
     modes = a.training, b.training
     try:
         with torch.no_grad():
-            return torch.equal(a.eval()(tokens), b.eval()(tokens))
+            return torch.equal(a.eval()(tokens.to(model_device(a))).cpu(), b.eval()(tokens.to(model_device(b))).cpu())
     finally:
         a.train(modes[0])
         b.train(modes[1])

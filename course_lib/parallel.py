@@ -3,10 +3,12 @@
 Every rank holds the router (replicated) and ``n_experts / world_size`` experts, and routes its own tokens.
 Dispatch: each token-expert pair is sent to the rank that owns the expert with one ``all_to_all_single`` (rows,
 plus the expert ids and weights); the owner runs its experts; a second ``all_to_all_single`` sends the results
-back, where they are combined. The same code runs on every backend; only the process group's collective library
-changes with the device (``backend_for``): gloo on CPUs, NCCL on NVIDIA (RCCL on AMD, under the same name), HCCL on
-Huawei Ascend NPUs (registered by torch_npu), XCCL on Intel GPUs. The exchange goes through the differentiable
-``all_to_all_single_autograd`` of torch's functional collectives, so backward works too.
+back, where they are combined. The exchange itself is device-agnostic; what changes with the hardware is the
+process group's collective library (``backend_for``: gloo on CPUs, NCCL on NVIDIA, RCCL on AMD under the same
+name, HCCL on Huawei Ascend NPUs, registered by torch_npu, XCCL on Intel GPUs) and where each rank puts the layer
+and its tokens. The course's workers run on the CPU with gloo; placing ranks on accelerators is not done here, so
+the runners refuse other backends rather than fail inside a collective. The exchange goes through the
+differentiable ``all_to_all_single_autograd`` of torch's functional collectives, so backward works too.
 
 Launch from the command line (one machine, 4 processes; add --nnodes/--node-rank/--rdzv-endpoint for several):
     torchrun --standalone --nproc-per-node=4 -m course_lib.parallel
@@ -128,6 +130,13 @@ def expert_parallel_forward(moe: MoE, x: torch.Tensor, *, rank: int, world_size:
     return y
 
 
+def _cpu_only(backend: str) -> None:
+    if backend != "gloo":
+        raise ValueError(f"the course's expert-parallel runs keep every rank on the CPU, which needs backend 'gloo'; "
+                         f"{backend!r} would also need each rank's layer and tokens on its own device, which they "
+                         f"do not do")
+
+
 def init_process_group(rank: int, world_size: int, *, backend: str = "gloo", port: int = 29512) -> None:
     """Join the process group with ``backend`` (``backend_for(device)`` picks it from a device)."""
     check_backend(backend)
@@ -183,6 +192,7 @@ def run_expert_parallel(*, world_size: int, moe: dict | None = None, tokens: int
 
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
+    _cpu_only(backend)
     settings = {"moe": moe or DEFAULT_MOE, "tokens": tokens, "backend": backend, "port": port}
     check_layout(settings["moe"]["n_experts"], world_size)
     for attempt in range(1, attempts + 1):
@@ -215,7 +225,7 @@ def single_process_reference(*, moe: dict | None = None, tokens: int = 64, world
 def main() -> None:
     """Entry point for torchrun: every process runs this; RANK and WORLD_SIZE come from the environment."""
     parser = argparse.ArgumentParser(description="Run and check an expert-parallel MoE layer under torchrun.")
-    parser.add_argument("--backend", default="gloo", choices=BACKENDS)
+    parser.add_argument("--backend", default="gloo", choices=("gloo",), help="the ranks run on the CPU")
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     dist.init_process_group(args.backend)

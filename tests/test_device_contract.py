@@ -18,6 +18,7 @@ from course_lib.memorisation import FactsAndSums, FactsAndSumsConfig
 from course_lib.model import build_model
 from course_lib.moe import capture_ffn_inputs
 from course_lib.routing import RouterConfig
+from course_lib.open_weights import same_outputs
 from course_lib.serving import decode_trace
 from course_lib.specialisation import expert_disabled, expert_usage, shared_experts_disabled
 from course_lib.train import TrainConfig, evaluate, train
@@ -85,10 +86,12 @@ RUNS_A_MODEL = {
     "course_lib.labs.text.attention_viewer": _labs,
     "course_lib.labs.text.sampling_lab": _labs,
     "course_lib.serving.decode_trace": lambda m, c: decode_trace(m, torch.tensor([1, 2, 3]), new_tokens=2),
+    "course_lib.open_weights.same_outputs": lambda m, c: same_outputs(m, m, torch.tensor([[1, 2, 3]])),
 }
 # public functions that take a model but run none of it, and why the contract does not apply
 RUNS_NO_MODEL = {
     "course_lib.hardware.model_device": "the contract itself (tested below)",
+    "course_lib.mtp.MTPModule.forward": "a module's forward: the model that calls it passes tensors on its device",
     "course_lib.checkpoints.state_tensors": "copies the weights to the CPU",
     "course_lib.checkpoints.save_checkpoint": "copies the weights to the CPU",
     "course_lib.checkpoints.load_checkpoint": "load_state_dict copies into the model's own device",
@@ -101,7 +104,14 @@ RUNS_NO_MODEL = {
     "course_lib.parallel.run_expert_parallel": "spawns processes on the CPU (gloo)",
     "course_lib.parallel.single_process_reference": "builds its own CPU layer",
 }
-MODEL_PARAMETERS = ("model", "moe")
+MODEL_PARAMETERS = ("model", "moe")  # found by name, or by an annotation naming a module type
+MODULE_ANNOTATIONS = ("Module", "Transformer", "MoE")
+
+
+def _takes_a_model(function) -> bool:
+    parameters = inspect.signature(function).parameters.values()
+    return any(p.name in MODEL_PARAMETERS or any(t in str(p.annotation) for t in MODULE_ANNOTATIONS)
+               for p in parameters)
 
 
 def _public_functions_taking_a_model() -> set[str]:
@@ -117,7 +127,7 @@ def _public_functions_taking_a_model() -> set[str]:
                 methods = {name: getattr(f, "__func__", f) for name, f in vars(cls).items()}  # static methods too
                 members += [(f"{module.__name__}.{class_name}.{name}", f) for name, f in methods.items()
                             if inspect.isfunction(f) and not name.startswith("_")]
-        found |= {name for name, f in members if set(inspect.signature(f).parameters) & set(MODEL_PARAMETERS)}
+        found |= {name for name, f in members if _takes_a_model(f)}
     return found
 
 
@@ -192,3 +202,22 @@ def test_missing_backend_package_is_named(monkeypatch):
     if not torch.xpu.is_available():
         with pytest.raises(ValueError, match="not available.*XPU build"):
             pick_device("xpu")
+
+
+def test_a_broken_backend_install_says_what_to_set_up(monkeypatch):
+    import importlib
+    import importlib.util
+
+    if hasattr(torch, "npu"):
+        pytest.skip("torch_npu is really imported here")
+    real_find_spec, real_import = importlib.util.find_spec, importlib.import_module
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "torch_npu" else real_find_spec(name, *a))
+
+    def failing_import(name, *args):
+        if name == "torch_npu":
+            raise OSError("libhccl.so: cannot open shared object file")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", failing_import)
+    with pytest.raises(ValueError, match="installed but failed to import.*libhccl.*set_env.sh"):
+        pick_device("npu")

@@ -112,8 +112,13 @@ def test_unusable_backends_name_what_they_need():
     with pytest.raises(ValueError, match="no collective backend for device type 'mps'.*gloo"):
         backend_for("mps")
     assert check_backend("gloo") == "gloo"
-    needs = {"nccl": "CUDA", "hccl": "torch-npu", "xccl": "XPU build"}
+    needs = {"nccl": "CUDA", "hccl": "torch-npu", "xccl": "XPU build"}  # what init_process_group says is missing
     for backend, package in needs.items():
         if not backend_is_available(backend):
             with pytest.raises(ValueError, match=f"{backend}.*{package}.*backend='gloo'"):
                 init_process_group(0, 1, backend=backend)
+
+
+def test_runs_refuse_backends_that_need_device_placement():
+    with pytest.raises(ValueError, match="keep every rank on the CPU.*'gloo'"):
+        run_expert_parallel(world_size=2, backend="nccl")
