@@ -222,12 +222,19 @@ class Placement:
 def place_experts(load: torch.Tensor, *, devices: int, redundant: int = 0, rearrange: bool = True) -> Placement:
     """Put ``len(load)`` experts, plus ``redundant`` extra replicas of the busiest, on ``devices`` devices.
 
+    The two greedy steps of DeepSeek's EPLB global policy (github.com/deepseek-ai/EPLB), without its node and group
+    levels, and with two differences: at most one copy of an expert per device, and a device never holds two copies
+    of one expert (EPLB has neither rule).
+
     Replicas: each extra copy goes to the expert with the highest load per copy (at most one copy per device);
     copies share its load equally.
     rearrange: pack the heaviest copies first onto the least-loaded device with a free slot (as V3 rearranges
     experts by observed load); otherwise experts stay in order, E/devices per device, and no replicas.
     Every device gets the same number of slots: (experts + redundant) / devices."""
     n_experts = len(load)
+    if redundant > n_experts * (devices - 1):
+        raise ValueError(f"{redundant} redundant copies is more than {n_experts} experts can take with at most one "
+                         f"copy per device on {devices} devices ({n_experts * (devices - 1)})")
     if (n_experts + redundant) % devices:
         raise ValueError(f"{n_experts} experts + {redundant} redundant copies do not split evenly over {devices} devices")
     if not rearrange:

@@ -13,17 +13,18 @@ N_EXPERTS, TOP_K = 6, 2
 
 
 @st.composite
-def traces(draw):
+def traces(draw, top_k=TOP_K):
     """Random traces: per step and layer, top_k distinct experts."""
     steps, layers = draw(st.integers(1, 40)), draw(st.integers(1, 3))
-    rows = [[draw(st.lists(st.integers(0, N_EXPERTS - 1), min_size=TOP_K, max_size=TOP_K, unique=True))
+    rows = [[draw(st.lists(st.integers(0, N_EXPERTS - 1), min_size=top_k, max_size=top_k, unique=True))
              for _ in range(layers)] for _ in range(steps)]
     return Trace(torch.tensor(rows), N_EXPERTS)
 
 
-@given(traces())
+@given(st.sampled_from([1, 2, 3]).flatmap(lambda k: traces(top_k=k)))
 def test_cache_theorems_hold_on_any_trace(trace):
-    hits = {policy: [simulate(trace, capacity=c, policy=policy).hits for c in range(TOP_K, N_EXPERTS + 1)]
+    top_k = trace.experts.shape[2]
+    hits = {policy: [simulate(trace, capacity=c, policy=policy).hits for c in range(top_k, N_EXPERTS + 1)]
             for policy in POLICIES}
     assert hits["lru"] == sorted(hits["lru"])  # LRU is a stack algorithm: a larger cache never hits less
     assert all(b >= max(l, f) for b, l, f in zip(hits["belady"], hits["lru"], hits["lfu"]))  # Belady: the optimum
@@ -93,3 +94,5 @@ def test_redundant_copies_even_out_the_devices():
     assert copies.imbalance_for(load) == pytest.approx(copies.imbalance)
     with pytest.raises(ValueError, match="do not split evenly over 3 devices"):
         place_experts(load, devices=3)
+    with pytest.raises(ValueError, match="more than 8 experts can take"):
+        place_experts(load, devices=2, redundant=10)
