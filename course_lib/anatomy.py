@@ -109,6 +109,10 @@ def count_params(config: dict) -> ParamCount:
     active = total - moe["routed experts"] + moe["active routed experts"]
     mtp = 0
     notes = []
+    if config["model_type"] == "deepseek_v3":
+        bias = moe["moe layers"] * config["n_routed_experts"]
+        notes.append(f"the count includes the routers' balance biases ({bias:,} values, e_score_correction_bias), which "
+                     f"transformers registers as buffers, not parameters: its parameter count is {total - bias:,}")
     if config.get("num_nextn_predict_layers"):
         # V3's MTP module: two norms, a 2d -> d projection, one full MoE block; embedding and head shared
         block = attention_params(config) + 2 * hidden + 3 * hidden * config["moe_intermediate_size"] * (

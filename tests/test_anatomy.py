@@ -25,6 +25,11 @@ def test_deepseek_v3_details():
     assert count.breakdown["dense FFN layers"] == 3 * 3 * 7168 * 18432
     assert count.breakdown["routed experts"] == 58 * 256 * 3 * 7168 * 2048
     assert 11e9 < count.mtp < 12e9 and count.mtp + 2 * 129280 * 7168 == pytest.approx(14e9, rel=0.05)  # "14B MTP"
+    # transformers 5.23's DeepseekV3ForCausalLM built from this config on the meta device has 671,026,404,352
+    # parameters (measured 2026-11-30; it leaves out the MTP layer, as the course's total does); the difference
+    # is the balance bias, which it keeps as a buffer
+    assert count.total - 58 * 256 == 671_026_404_352
+    assert "buffers" in count.notes[0] and "671,026,404,352" in count.notes[0]
 
 
 def test_attention_without_query_compression():
