@@ -167,15 +167,23 @@ class ExpertCache:
         return max(candidates, key=next_use)
 
 
-def simulate(trace: Trace, *, capacity: int, policy: str) -> CacheStats:
-    """Replay ``trace`` through a cache of ``capacity`` experts per layer; return hits and misses."""
+def replay(trace: Trace, *, capacity: int, policy: str, store: ExpertStore | None = None):
+    """Replay ``trace`` through a new cache of ``capacity`` experts per layer, yielding each step's fetched
+    weights (None without a store); the cache's ``stats`` count hits and misses as it goes."""
     steps, layers, k = trace.experts.shape
-    cache = ExpertCache(n_layers=layers, capacity=capacity, top_k=k, policy=policy,
+    cache = ExpertCache(n_layers=layers, capacity=capacity, top_k=k, policy=policy, store=store,
                         future=trace if policy == "belady" else None)
     for step, row in enumerate(trace.experts.tolist()):
         for layer, experts in enumerate(row):
-            cache.fetch(layer, experts, step=step)
-    return cache.stats
+            yield cache.fetch(layer, experts, step=step), cache.stats
+
+
+def simulate(trace: Trace, *, capacity: int, policy: str) -> CacheStats:
+    """Replay ``trace`` through a cache of ``capacity`` experts per layer; return hits and misses."""
+    stats = CacheStats()
+    for _, stats in replay(trace, capacity=capacity, policy=policy):
+        pass
+    return stats
 
 
 def time_expert_decoding(store: ExpertStore, trace: Trace, *, capacity: int, policy: str,
@@ -183,20 +191,29 @@ def time_expert_decoding(store: ExpertStore, trace: Trace, *, capacity: int, pol
     """Seconds per generated token spent on the routed experts (fetching through the cache, then running them
     on one token's hidden state), and the cache statistics. Attention, router and shared experts cost the same
     under every policy and are left out."""
-    steps, layers, k = trace.experts.shape
-    cache = ExpertCache(n_layers=layers, capacity=capacity, top_k=k, policy=policy, store=store,
-                        future=trace if policy == "belady" else None)
     x = torch.randn(1, d_model, generator=torch.Generator().manual_seed(0))  # (1 token, d_model)
+    stats = CacheStats()
     start = time.perf_counter()
-    for step, row in enumerate(trace.experts.tolist()):
-        for layer, experts in enumerate(row):
-            for w_gate_up, w_down in cache.fetch(layer, experts, step=step):
-                gate, up = F.linear(x, w_gate_up).chunk(2, dim=-1)  # (1, 2h) -> two (1, h)
-                F.linear(F.silu(gate) * up, w_down)  # (1, d_model)
-    return (time.perf_counter() - start) / steps, cache.stats
+    for weights, stats in replay(trace, capacity=capacity, policy=policy, store=store):
+        for w_gate_up, w_down in weights:
+            gate, up = F.linear(x, w_gate_up).chunk(2, dim=-1)  # (1, 2h) -> two (1, h)
+            F.linear(F.silu(gate) * up, w_down)  # (1, d_model)
+    return (time.perf_counter() - start) / trace.experts.shape[0], stats
 
 
 # ---- redundant experts (DeepSeek-V3 §3.4.1) ---------------------------------------------------------------
+
+def copy_order(load, copies: int, *, max_copies: int | None = None) -> list[int]:
+    """The expert each of ``copies`` extra copies goes to, in turn: the highest load per copy so far (EPLB's
+    replication step), never beyond ``max_copies`` copies of one expert."""
+    count, chosen = [1] * len(load), []
+    for _ in range(copies):
+        allowed = [e for e in range(len(load)) if max_copies is None or count[e] < max_copies]
+        expert = max(allowed, key=lambda e: float(load[e]) / count[e])
+        count[expert] += 1
+        chosen.append(expert)
+    return chosen
+
 
 @dataclass
 class Placement:
@@ -244,8 +261,8 @@ def place_experts(load: torch.Tensor, *, devices: int, redundant: int = 0, rearr
         hosted = [[(e, float(load[e])) for e in range(d * per, (d + 1) * per)] for d in range(devices)]
         return Placement(hosted, [sum(w for _, w in h) for h in hosted])
     copies = [1] * n_experts
-    for _ in range(redundant):  # at most one copy of an expert per device: more would sit idle beside each other
-        copies[max((e for e in range(n_experts) if copies[e] < devices), key=lambda e: float(load[e]) / copies[e])] += 1
+    for expert in copy_order(load, redundant, max_copies=devices):  # more per device would sit idle side by side
+        copies[expert] += 1
     replicas = sorted(((float(load[e]) / copies[e], e) for e in range(n_experts) for _ in range(copies[e])), reverse=True)
     slots = (n_experts + redundant) // devices
     hosted, device_load = [[] for _ in range(devices)], [0.0] * devices

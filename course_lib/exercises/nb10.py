@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..serving import copy_order
 from . import NOT_DONE, Feedback, graduated, not_done
 
 
@@ -90,21 +91,11 @@ def check_cache_bytes(answer, *, experts_per_layer: int, layers: int, d_model: i
                             "per layer, times layers; divide by 1e9.")
 
 
-def first_copies(load: list[int], copies: int) -> list[int]:
-    """Which expert each of the first ``copies`` redundant copies goes to: the highest load per copy each time."""
-    count, chosen = [1] * len(load), []
-    for _ in range(copies):
-        expert = max(range(len(load)), key=lambda e: load[e] / count[e])
-        count[expert] += 1
-        chosen.append(expert)
-    return chosen
-
-
 def check_first_copies(answer, *, load: list[int], copies: int = 3) -> Feedback:
     """Exercise 10.3: where the first redundant copies go (experts numbered from 0)."""
     if not_done(answer):
         return NOT_DONE
-    truth = first_copies(load, copies)
+    truth = copy_order(load, copies)
     answer = list(answer)
     if answer == truth:
         return Feedback(True, f"{truth}: after one copy, expert {truth[0]}'s load per copy is "
