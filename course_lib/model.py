@@ -14,7 +14,7 @@ import torch.nn as nn
 from .config import ModelConfig
 from .moe import MoE
 from .mtp import MTPModule
-from .transformer import Transformer, dense_ffn
+from .transformer import Block, Transformer, dense_ffn
 
 
 def layer_ffn(config: ModelConfig, layer_index: int) -> nn.Module:
@@ -34,5 +34,7 @@ def build_model(config: ModelConfig) -> Transformer:
     Modules are created in a fixed order (each block's FFN before its attention; the MTP module last), so a seed
     gives the same weights every time.
     """
-    mtp_factory = (lambda: MTPModule(config, lambda: layer_ffn(config, config.n_layers))) if config.mtp_depth else None
-    return Transformer(config, ffn_factory=layer_ffn, mtp_factory=mtp_factory)
+    def mtp_factory() -> MTPModule:
+        return MTPModule(config.d_model, lambda: Block(config, layer_ffn(config, config.n_layers)))
+
+    return Transformer(config, ffn_factory=layer_ffn, mtp_factory=mtp_factory if config.mtp_depth else None)

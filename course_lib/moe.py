@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .config import MoEConfig
 from .hardware import model_device
 from .routing import Router, RouterConfig, Routing
-from .transformer import RoutedFFN, SwiGLU
+from .transformer import RoutedFFN, SwiGLU, swiglu
 
 DISPATCHES = ("loop", "sorted", "grouped")
 
@@ -31,11 +31,12 @@ class MoE(RoutedFFN):
     d_model: width of the residual stream. n_experts: routed experts. top_k: experts per token.
     expert_hidden: hidden width of one routed expert. n_shared: shared experts, fused into one SwiGLU of width
     n_shared * expert_hidden as DeepSeek does. router: a RouterConfig or a dict of its fields.
-    dispatch: "loop", "sorted" or "grouped".
+    dispatch: "loop", "sorted" or "grouped". swiglu_limit: DeepSeek-V4's clamp of every expert's SwiGLU, or None.
     """
 
     def __init__(self, d_model: int, n_experts: int, top_k: int, expert_hidden: int, *, n_shared: int = 0,
-                 router: RouterConfig | dict | None = None, dispatch: str = "sorted", vocab_size: int = 256):
+                 router: RouterConfig | dict | None = None, dispatch: str = "sorted", vocab_size: int = 256,
+                 swiglu_limit: float | None = None):
         super().__init__()
         router = RouterConfig(**router) if isinstance(router, dict) else router
         if expert_hidden < 1 or d_model < 1 or n_shared < 0:
@@ -47,14 +48,14 @@ class MoE(RoutedFFN):
             raise ValueError(f"dispatch='grouped' needs d_model and expert_hidden divisible by 4 (16-byte rows for "
                              f"torch._grouped_mm), got {d_model} and {expert_hidden}; use dispatch='sorted'")
         self.d_model, self.n_experts, self.top_k, self.expert_hidden = d_model, n_experts, top_k, expert_hidden
-        self.dispatch, self.vocab_size = dispatch, vocab_size
+        self.dispatch, self.vocab_size, self.swiglu_limit = dispatch, vocab_size, swiglu_limit
         self.router = Router(d_model, n_experts, top_k, router, vocab_size=vocab_size)
         # expert weights in nn.Linear layout (out, in), stacked: gate and up fused, as in the dense SwiGLU
         self.w_gate_up = nn.Parameter(torch.empty(n_experts, 2 * expert_hidden, d_model))
         self.w_down = nn.Parameter(torch.empty(n_experts, d_model, expert_hidden))
         nn.init.normal_(self.w_gate_up, std=0.02)
         nn.init.normal_(self.w_down, std=0.02)
-        self.shared = SwiGLU(d_model, n_shared * expert_hidden) if n_shared else None
+        self.shared = SwiGLU(d_model, n_shared * expert_hidden, limit=swiglu_limit) if n_shared else None
 
     def route(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> Routing:
         """Route (..., d_model) inputs; the Routing is over the flattened tokens."""
@@ -80,11 +81,10 @@ class MoE(RoutedFFN):
         gate, up = F.linear(x, w_gate_up).split(self.expert_hidden, dim=-1)
         return F.linear(self._activation(gate, up, row_weight), w_down)
 
-    @staticmethod
-    def _activation(gate: torch.Tensor, up: torch.Tensor, row_weight: torch.Tensor | None) -> torch.Tensor:
-        """silu(gate) * up, times each row's routing weight when given. The down projection is linear, so
-        scaling its input (expert_hidden wide) equals scaling its output (d_model wide), and costs less."""
-        return F.silu(gate) * (up if row_weight is None else up * row_weight.unsqueeze(1))
+    def _activation(self, gate: torch.Tensor, up: torch.Tensor, row_weight: torch.Tensor | None) -> torch.Tensor:
+        """silu(gate) * up (clamped for V4), times each row's routing weight when given. The down projection is
+        linear, so scaling its input (expert_hidden wide) equals scaling its output (d_model wide), and costs less."""
+        return swiglu(gate, up, self.swiglu_limit, scale=None if row_weight is None else row_weight.unsqueeze(1))
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None, *,
                 return_routing: bool = False) -> torch.Tensor | tuple[torch.Tensor, Routing]:

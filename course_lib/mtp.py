@@ -13,20 +13,20 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig
 from .routing import Routing
-from .transformer import Block, RMSNorm
+from .transformer import RMSNorm
 
 
 class MTPModule(nn.Module):
-    """ffn_factory builds the FFN of the module's block (course_lib.model gives it an MoE layer when the model has MoE)."""
+    """block_factory builds the module's block, called as ``block(x, token_ids) -> (x, routing or None)``: a course
+    ``Block`` with an MoE FFN when the model has MoE (course_lib.model), a DeepSeek block in notebook 11."""
 
-    def __init__(self, config: ModelConfig, ffn_factory: Callable[[], nn.Module]):
+    def __init__(self, d_model: int, block_factory: Callable[[], nn.Module]):
         super().__init__()
-        self.hidden_norm = RMSNorm(config.d_model)
-        self.embedding_norm = RMSNorm(config.d_model)
-        self.project = nn.Linear(2 * config.d_model, config.d_model, bias=False)
-        self.block = Block(config, ffn_factory())
+        self.hidden_norm = RMSNorm(d_model)
+        self.embedding_norm = RMSNorm(d_model)
+        self.project = nn.Linear(2 * d_model, d_model, bias=False)
+        self.block = block_factory()  # built after the projection: the order in which a seed's draws are used
 
     def forward(self, hidden: torch.Tensor, targets: torch.Tensor, *, embedding: nn.Embedding, final_norm: nn.Module,
                 head: nn.Module) -> tuple[torch.Tensor, Routing | None]:

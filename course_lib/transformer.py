@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .routing import Routing
 
 __all__ = ["ModelConfig", "RMSNorm", "CausalSelfAttention", "SwiGLU", "RoutedFFN", "Block", "ModelOutput",
-           "Transformer", "dense_ffn", "attention_map", "count_parameters", "dense_parameter_formula",
+           "swiglu", "Transformer", "run_blocks", "mtp_predictions", "dense_ffn", "attention_map", "count_parameters", "dense_parameter_formula",
            "dense_flops_per_token", "measured_flops_per_token", "generate"]
 
 
@@ -68,17 +68,29 @@ class CausalSelfAttention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """The dense FFN: down(silu(gate(x)) * up(x)). Gate and up are one matmul, split after."""
+    """The dense FFN: down(silu(gate(x)) * up(x)). Gate and up are one matmul, split after.
 
-    def __init__(self, d_model: int, hidden: int):
+    limit: DeepSeek-V4's clamped SwiGLU (gate <= limit, -limit <= up <= limit), which keeps rare huge activations
+    from overflowing low-precision formats (V4 report §4.2.3); None leaves them unclamped.
+    """
+
+    def __init__(self, d_model: int, hidden: int, *, limit: float | None = None):
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.limit = hidden, limit
         self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)
         self.down = nn.Linear(hidden, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(x).split(self.hidden, dim=-1)
-        return self.down(F.silu(gate) * up)
+        return self.down(swiglu(gate, up, self.limit))
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor, limit: float | None = None, *,
+           scale: torch.Tensor | None = None) -> torch.Tensor:
+    """silu(gate) * up, with V4's clamps when a limit is given; ``scale`` multiplies up first (MoE routing weights)."""
+    if limit is not None:
+        gate, up = gate.clamp(max=limit), up.clamp(-limit, limit)
+    return F.silu(gate) * (up if scale is None else up * scale)
 
 
 class RoutedFFN(nn.Module):
@@ -193,26 +205,41 @@ class Transformer(nn.Module):
             )
         positions = torch.arange(seq, device=inputs.device)
         x = self.token_embedding(inputs) + self.position_embedding(positions)  # (batch, seq, d_model)
-        hidden_states, routing = [x], []
-        for block in self.blocks:
-            x, block_routing = block(x, inputs)
-            hidden_states.append(x)
-            if block_routing is not None:
-                routing.append(block_routing)
+        x, hidden_states, routing = run_blocks(self.blocks, x, inputs)
         logits = self.head(self.final_norm(x))
         if not return_aux:
             return logits
-        mtp_logits = None
-        if self.mtp is not None and targets is not None:
-            mtp_logits, mtp_routing = self.mtp(x, targets, embedding=self.token_embedding, final_norm=self.final_norm,
-                                               head=self.head)
-            if mtp_routing is not None:
-                routing.append(mtp_routing)
-        return ModelOutput(logits, tuple(hidden_states), tuple(routing), mtp_logits)
+        mtp_logits = mtp_predictions(self, x, targets, routing)  # appends the MTP block's routing
+        return ModelOutput(logits, hidden_states, tuple(routing), mtp_logits)
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The language-model loss of predicting ``targets`` (batch, seq) from ``inputs``."""
         return self(inputs, return_aux=True).language_model_loss(targets)
+
+
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor,
+               token_ids: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], list[Routing]]:
+    """Run the blocks in order: the last residual stream, every stream from the input on, each MoE's routing."""
+    hidden_states, routing = [x], []
+    for block in blocks:
+        x, block_routing = block(x, token_ids)
+        hidden_states.append(x)
+        if block_routing is not None:
+            routing.append(block_routing)
+    return x, tuple(hidden_states), routing
+
+
+def mtp_predictions(model: nn.Module, last: torch.Tensor, targets: torch.Tensor | None,
+                    routing: list[Routing]) -> torch.Tensor | None:
+    """The MTP module's logits from the (batch, seq, d) last hidden states (None without MTP or targets); its
+    block's routing is appended to ``routing``. The module shares the model's embedding, final norm and head."""
+    if model.mtp is None or targets is None:
+        return None
+    logits, mtp_routing = model.mtp(last, targets, embedding=model.token_embedding, final_norm=model.final_norm,
+                                    head=model.head)
+    if mtp_routing is not None:
+        routing.append(mtp_routing)
+    return logits
 
 
 @torch.no_grad()

@@ -62,6 +62,17 @@ def _labs(model, corpus):
     sampling_lab(model, {"code": "x ="})
 
 
+def _compare_with_transformers():
+    pytest.importorskip("transformers")
+    from course_lib.deepseek import DeepSeekModel
+    from course_lib.hf_format import config_from_hf
+    from course_lib.reference import TINY_CONFIGS, compare, reference_model
+
+    for model_type in TINY_CONFIGS:  # the course's DeepSeek models and transformers', both on meta
+        ours = DeepSeekModel(config_from_hf({**TINY_CONFIGS[model_type], "model_type": model_type})).to("meta")
+        compare(ours, reference_model(model_type).to("meta"), torch.randint(64, (1, 12)))
+
+
 # every public function that runs a model (or builds tensors for one), and the call that exercises it
 RUNS_A_MODEL = {
     "course_lib.moe.capture_ffn_inputs": lambda m, c: capture_ffn_inputs(m, torch.randint(256, (2, 8))),
@@ -87,11 +98,13 @@ RUNS_A_MODEL = {
     "course_lib.labs.text.sampling_lab": _labs,
     "course_lib.serving.decode_trace": lambda m, c: decode_trace(m, torch.tensor([1, 2, 3]), new_tokens=2),
     "course_lib.open_weights.same_outputs": lambda m, c: same_outputs(m, m, torch.tensor([[1, 2, 3]])),
+    "course_lib.reference.compare": lambda m, c: _compare_with_transformers(),
 }
 # public functions that take a model but run none of it, and why the contract does not apply
 RUNS_NO_MODEL = {
     "course_lib.hardware.model_device": "the contract itself (tested below)",
     "course_lib.mtp.MTPModule.forward": "a module's forward: the model that calls it passes tensors on its device",
+    "course_lib.mhc.HyperConnection.forward": "a module's forward: the model that calls it passes tensors on its device",
     "course_lib.checkpoints.state_tensors": "copies the weights to the CPU",
     "course_lib.checkpoints.save_checkpoint": "copies the weights to the CPU",
     "course_lib.checkpoints.load_checkpoint": "load_state_dict copies into the model's own device",
