@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from .balancing import BalanceConfig, balance_losses, bias_updater, routing_recorder
 from .checkpoints import load_checkpoint, read_checkpoint
-from .config import ModelConfig
+from .config import DeepSeekConfig, ModelConfig
 from .data import DATA_DIR, Corpus, TrainingData, sha256_of
 from .hardware import pick_device, seed_everything
 from .model import build_model
@@ -89,7 +89,7 @@ def training_code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def experiment_key(model_config: ModelConfig, train_config: TrainConfig, balance: BalanceConfig | None = None, *,
+def experiment_key(model_config: ModelConfig | DeepSeekConfig, train_config: TrainConfig, balance: BalanceConfig | None = None, *,
                    data_fingerprint: str | None = None) -> str:
     """The cache key. data_fingerprint: the training data's ``fingerprint()`` (default: the committed corpus)."""
     description = {"model": model_config.to_dict(), "train": asdict(train_config),
@@ -98,7 +98,7 @@ def experiment_key(model_config: ModelConfig, train_config: TrainConfig, balance
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def train_cached(model_config: ModelConfig, train_config: TrainConfig, *, corpus: TrainingData | None = None,
+def train_cached(model_config: ModelConfig | DeepSeekConfig, train_config: TrainConfig, *, corpus: TrainingData | None = None,
                  balance: BalanceConfig | None = None, device=None,
                  progress: bool = True) -> tuple[Transformer, History, bool]:
     """Return (model, history, from_cache) for this configuration, training (seeded) only when not cached.

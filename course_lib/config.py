@@ -162,4 +162,4 @@ class DeepSeekConfig:
         return self.attention[0] != "mla"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "attention": list(self.attention)}  # JSON has lists, not tuples

@@ -45,6 +45,9 @@ COURSE_MAP = (
            "experts at fixed active compute, facts vs held-out sums, a paper's claim over seeds", 45, 67, 67),
     Lesson("10_serving_on_a_memory_budget.ipynb", "Serving an MoE on a memory budget",
            "routing traces, expert caches (LRU, LFU, Belady), memory-mapped experts, redundant experts", 45, 8, 8),
+    Lesson("11_deepseek_v4_in_miniature.ipynb", "DeepSeek-V4 in miniature",
+           "KV cache at 1M tokens, MLA, CSA/HCA and the lightning indexer, mHC, loading real-format weights, "
+           "equality with transformers", 75, 51, 51),
 )
 
 

@@ -72,7 +72,13 @@ class DeepSeekBlock(nn.Module):
 
 
 class StreamedBlock(nn.Module):
-    """A V4 block on a single stream, for the MTP module: widen to n streams, run, collapse with its own head."""
+    """A V4 block on a single stream, for the MTP module: widen to n streams, run, collapse with its own head.
+
+    transformers does not build V4's MTP layer, so unlike the rest of this file nothing independent checks it; it
+    follows the report's "MTP identical to DeepSeek-V3" (§2) with V4's streams around its block. DeepSeek's
+    released inference code (seen only in copies) differs in two ways: it feeds the main model's uncollapsed
+    streams to the MTP block, and V4-Flash's MTP layer is a sliding-window one, where this one repeats the last
+    layer's attention type."""
 
     def __init__(self, config: DeepSeekConfig, layer_index: int):
         super().__init__()

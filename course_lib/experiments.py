@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from .balancing import BalanceConfig
 from .cached_training import train_cached
-from .config import ModelConfig, MoEConfig
+from .config import DeepSeekConfig, ModelConfig, MoEConfig
 from .data import Corpus, TrainingData
 from .memorisation import FactsAndSums
 from .moe import STANDARD_MOE
@@ -30,7 +30,7 @@ from .train import History, TrainConfig, workshop_scaled
 class Experiment:
     name: str
     notebook: str  # the notebook that introduces it
-    model: ModelConfig
+    model: ModelConfig | DeepSeekConfig
     train: TrainConfig
     balance: BalanceConfig | None = None  # None: no balance losses, no bias updates
     workshop_min_steps: int = 20  # workshop mode never trains fewer steps (a run whose point needs every step: its steps)
@@ -80,6 +80,30 @@ def _mini_v4_without(*, hash_layers: int = 1, **router_changes) -> ModelConfig:
     return dataclasses.replace(config, moe=moe)
 
 
+def miniature_config(kind: str) -> DeepSeekConfig:
+    """Notebook 11's three models at equal active parameters per token (within 0.5%): 4 blocks, d = 64, 4 heads.
+    MoE: 1 shared + the top 3 of 16 routed experts, balanced the DeepSeek way. "dense" (one SwiGLU of 244) and
+    "v3" (experts of 60) attend with MLA; "v4" spends the same budget differently: experts of 32, a sliding / CSA /
+    HCA / CSA schedule scaled to 64-token sequences (window 16, CSA every 4 tokens keeping 4 entries, HCA every 16),
+    4 hyper-connected streams, a hash-routed first MoE layer, sqrt(softplus) and clamped SwiGLU experts."""
+    shape = dict(vocab_size=256, d_model=64, n_layers=4, n_heads=4, q_lora_rank=32, rope_dim=8)
+    mla = dict(attention=("mla",) * 4, kv_lora_rank=32, qk_nope_dim=16, v_head_dim=16)
+    experts = dict(n_experts=16, top_k=3, n_shared=1)
+    if kind == "dense":
+        return DeepSeekConfig(**shape, **mla, dense_hidden=244)
+    if kind == "v3":
+        router = RouterConfig(score="sigmoid", normalize=True, routed_scaling=2.5, n_group=4, topk_group=2)
+        return DeepSeekConfig(**shape, **mla, moe=MoEConfig(**experts, expert_hidden=60, router=router))
+    if kind == "v4":
+        router = RouterConfig(score="sqrt_softplus", normalize=True, routed_scaling=1.5)
+        return DeepSeekConfig(**shape, attention=("sliding", "csa", "hca", "csa"), head_dim=32, sliding_window=16,
+                              csa_rate=4, hca_rate=16, index_heads=2, index_head_dim=16, index_topk=4, o_groups=2,
+                              o_lora_rank=32, hc_streams=4,
+                              moe=MoEConfig(**experts, expert_hidden=32, router=router, hash_layers=1,
+                                            swiglu_limit=10.0))
+    raise ValueError(f"kind must be 'dense', 'v3' or 'v4', got {kind!r}")
+
+
 def parrots_config(n_experts: int) -> ModelConfig:
     """Notebook 09's model with ``n_experts`` experts at fixed active compute: top-1 over SwiGLU experts of width 64
     (1 = the dense model with that FFN). Switch's gate: the chosen expert's softmax probability, not renormalised,
@@ -99,6 +123,8 @@ _BALANCING_MODEL = ModelConfig(context_length=64, d_model=64, n_layers=2, n_head
 _BALANCING_TRAIN = TrainConfig(steps=400, batch_size=16, seq_len=64, lr=6e-3, warmup_steps=20, eval_every=100,
                                eval_batches=6, record_every=20)
 _COMPARISON = TrainConfig(steps=300, batch_size=32, seq_len=64, eval_every=25, eval_batches=6)  # notebooks 05 and 08
+_MINIATURE_TRAIN = TrainConfig(steps=150, batch_size=16, seq_len=64, lr=3e-3, warmup_steps=15, eval_every=50,
+                               eval_batches=6, record_every=10)
 _BIAS = BalanceConfig(bias_update_rate=0.01)
 _DEEPSEEK_BALANCE = BalanceConfig(bias_update_rate=0.01, sequence_loss=1e-4)
 
@@ -138,6 +164,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     *(Experiment(f"parrots_e{n}", "09", parrots_config(n), _PARROTS_TRAIN,
                  BalanceConfig(aux_loss=0.01) if n > 1 else None, workshop_min_steps=_PARROTS_TRAIN.steps,
                  data="facts_and_sums") for n in PARROTS_EXPERTS),
+    # notebook 11: V4, V3 and dense in miniature at equal active parameters; short, so never shortened
+    *(Experiment(f"miniature_{kind}", "11", miniature_config(kind), _MINIATURE_TRAIN,
+                 None if kind == "dense" else _DEEPSEEK_BALANCE, workshop_min_steps=_MINIATURE_TRAIN.steps)
+      for kind in ("dense", "v3", "v4")),
 )}
 
 

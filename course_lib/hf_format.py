@@ -87,8 +87,8 @@ def _v3_config(hf: dict, common: dict) -> DeepSeekConfig:
     if not hf.get("rope_interleave", True):
         raise CheckpointError("rope_interleave is false: the course rotates DeepSeek's interleaved channel pairs only")
     router = RouterConfig(score="sigmoid", normalize=bool(hf.get("norm_topk_prob", True)),
-                          routed_scaling=float(hf.get("routed_scaling_factor", 1.0)),
-                          n_group=hf.get("n_group") or 1, topk_group=hf.get("topk_group") or 1)
+                          routed_scaling=float(_get(hf, "routed_scaling_factor")),
+                          n_group=_get(hf, "n_group"), topk_group=_get(hf, "topk_group"))
     moe = MoEConfig(n_experts=_get(hf, "n_routed_experts"), top_k=_get(hf, "num_experts_per_tok"),
                     expert_hidden=_get(hf, "moe_intermediate_size"), n_shared=hf.get("n_shared_experts") or 0,
                     router=router, first_dense_layers=hf.get("first_k_dense_replace", 0))
@@ -120,10 +120,10 @@ def _v4_config(hf: dict, common: dict) -> DeepSeekConfig:
         hf.get("scoring_func", "sqrtsoftplus"))
     if score is None:
         raise CheckpointError(f"unknown scoring_func {hf.get('scoring_func')!r}; DeepSeek-V4 uses 'sqrtsoftplus'")
-    router = RouterConfig(score=score, normalize=True, routed_scaling=float(hf.get("routed_scaling_factor", 1.0)))
+    router = RouterConfig(score=score, normalize=True, routed_scaling=float(_get(hf, "routed_scaling_factor")))
     moe = MoEConfig(n_experts=_get(hf, "n_routed_experts"), top_k=_get(hf, "num_experts_per_tok"),
                     expert_hidden=_get(hf, "moe_intermediate_size"), n_shared=1, router=router,
-                    hash_layers=hash_layers, swiglu_limit=hf.get("swiglu_limit"))
+                    hash_layers=hash_layers, swiglu_limit=float(_get(hf, "swiglu_limit")))
     return DeepSeekConfig(**common, attention=tuple(V4_ATTENTION[t] for t in layer_types[:n_layers]), moe=moe,
                           rope_dim=rope_dim, q_lora_rank=_get(hf, "q_lora_rank"), head_dim=head_dim,
                           sliding_window=_get(hf, "sliding_window"), csa_rate=rates["compressed_sparse_attention"],
@@ -197,11 +197,11 @@ def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def course_tensors(tensors: dict[str, torch.Tensor],
-                   config: DeepSeekConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def course_tensors(tensors: dict[str, torch.Tensor], config: DeepSeekConfig, *,
+                   mtp_layers: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The checkpoint's tensors under the course model's state_dict names (experts stacked, gate and up fused),
-    and the checkpoint name each came from. MTP layers (layer index >= n_layers, or ``mtp.*``) are skipped; an
-    unknown name is an error."""
+    and the checkpoint name each came from. The ``mtp_layers`` layers after the last (num_nextn_predict_layers)
+    and ``mtp.*`` are skipped; any other unknown name is an error."""
     names, layer_names, swiglu_pattern = ((V4_NAMES, V4_LAYER_NAMES, V4_SWIGLU) if config.is_v4
                                           else (V3_NAMES, V3_LAYER_NAMES, V3_SWIGLU))
     renamed: dict[str, torch.Tensor] = {}
@@ -210,11 +210,16 @@ def course_tensors(tensors: dict[str, torch.Tensor],
     for name, tensor in tensors.items():
         short = name.removeprefix("model.")
         in_layer = re.fullmatch(r"layers\.(\d+)\.(.+)", short)
-        if short.startswith("mtp.") or (in_layer and int(in_layer.group(1)) >= config.n_layers):
+        layer = int(in_layer.group(1)) if in_layer else -1
+        if short.startswith("mtp.") or config.n_layers <= layer < config.n_layers + mtp_layers:
             continue  # the multi-token-prediction module: not part of the model that predicts the next token
+        if layer >= config.n_layers:
+            raise CheckpointError(f"tensor {name!r} belongs to layer {layer}, but config.json says num_hidden_layers="
+                                  f"{config.n_layers} (and num_nextn_predict_layers={mtp_layers}); fix the config")
         if match := re.fullmatch(swiglu_pattern, short):
             block, experts, expert, shared, role = match.groups()
             prefix = f"blocks.{block}.ffn" + (".shared" if shared else "")
+            _check_piece(name, tensor, ROLE[role], config, "routed" if experts else "shared" if shared else "dense")
             pieces[prefix][(int(expert) if experts else None, ROLE[role])] = (name, tensor)
         elif in_layer and in_layer.group(2) in layer_names:
             target = f"blocks.{in_layer.group(1)}.{layer_names[in_layer.group(2)]}"
@@ -239,8 +244,29 @@ def course_tensors(tensors: dict[str, torch.Tensor],
                                                                     _piece(parts, prefix, e, "up")]) for e in range(n)]),
                      f"{prefix}.w_down": torch.stack([_piece(parts, prefix, e, "down") for e in range(n)])}
         renamed.update(fused)
-        sources.update(dict.fromkeys(fused, min(source for source, _ in parts.values()) + " and the others"))
+        sources.update(dict.fromkeys(fused, f"the SwiGLU pieces of {prefix}"))
     return renamed, sources
+
+
+def _check_piece(name: str, tensor: torch.Tensor, role: str, config: DeepSeekConfig, kind: str) -> None:
+    """A gate, up or down projection must have the width config.json gives its kind of FFN."""
+    moe = config.moe
+    width, field = {"routed": (moe and moe.expert_hidden, "moe_intermediate_size"),
+                    "shared": (moe and moe.n_shared * moe.expert_hidden, "moe_intermediate_size x n_shared_experts"),
+                    "dense": (config.dense_hidden, "intermediate_size")}[kind]
+    expected = (config.d_model, width) if role == "down" else (width, config.d_model)
+    if tuple(tensor.shape) != expected:
+        raise CheckpointError(f"checkpoint tensor {name!r} has shape {tuple(tensor.shape)}, but config.json implies "
+                              f"{expected} (hidden_size, {field}); config and weights belong to different models")
+
+
+def _checkpoint_name(course_name: str, config: DeepSeekConfig) -> str:
+    """The checkpoint name a course tensor is read from (without the "model." prefix), for error messages."""
+    names, layer_names = (V4_NAMES, V4_LAYER_NAMES) if config.is_v4 else (V3_NAMES, V3_LAYER_NAMES)
+    in_block = re.fullmatch(r"blocks\.(\d+)\.(.+)", course_name)
+    table = {ours: f"layers.{in_block.group(1)}.{theirs}" for theirs, ours in layer_names.items()} if in_block else {
+        ours: theirs for theirs, ours in names.items()}
+    return table.get(in_block.group(2) if in_block else course_name, course_name)
 
 
 def _piece(parts: dict, prefix: str, expert: int | None, role: str) -> torch.Tensor:
@@ -260,9 +286,10 @@ def load_pretrained(folder: str | Path, *, device: str | torch.device | None = N
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{folder} has no config.json: a Hugging Face checkpoint folder needs one")
-    config = config_from_hf(json.loads(config_path.read_text()))
+    hf = json.loads(config_path.read_text())
+    config = config_from_hf(hf)
     model = DeepSeekModel(config)
-    tensors, sources = course_tensors(read_tensors(folder), config)
+    tensors, sources = course_tensors(read_tensors(folder), config, mtp_layers=hf.get("num_nextn_predict_layers") or 0)
     expected = model.state_dict()
     for name, tensor in tensors.items():
         if name not in expected:
@@ -277,8 +304,13 @@ def load_pretrained(folder: str | Path, *, device: str | torch.device | None = N
                 if isinstance(block.ffn, MoE) and block.ffn.router.config.kind == "hash"}
     missing = sorted(set(expected) - set(tensors) - optional)
     if missing:
-        raise CheckpointError(f"the checkpoint lacks {len(missing)} tensors the model needs, first {missing[0]!r}; "
-                              f"is it complete, and written for this config.json?")
+        raise CheckpointError(f"the checkpoint lacks {len(missing)} tensors the model needs, first "
+                              f"{_checkpoint_name(missing[0], config)!r} (the course's {missing[0]}); is it complete, "
+                              f"and written for this config.json?")
+    for name, table in tensors.items():
+        if name.endswith("token_to_experts") and not (0 <= int(table.min()) and int(table.max()) < config.moe.n_experts):
+            raise CheckpointError(f"{sources[name]!r} routes to expert {int(table.max())}, but config.json has "
+                                  f"n_routed_experts={config.moe.n_experts}")
     state = {name: tensor.to(expected[name].dtype) for name, tensor in tensors.items()}
     model.load_state_dict(state, strict=False)
     return model.to(pick_device(device)).eval()

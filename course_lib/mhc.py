@@ -1,4 +1,4 @@
-"""Manifold-constrained hyper-connections (mHC), DeepSeek-V4 §2.2 (Xie et al. 2026), taught in notebook 11.
+"""Manifold-constrained hyper-connections (mHC), DeepSeek-V4 §2.2 (Xie et al. 2025, arXiv:2512.24880), taught in notebook 11.
 
 A plain residual stream is one vector per token: x_{l+1} = x_l + F_l(x_l). Hyper-connections widen it to n
 streams (n_hc = 4 in V4) and learn how to read them, write to them and mix them, per token:
@@ -6,7 +6,9 @@ streams (n_hc = 4 in V4) and learn how to read them, write to them and mix them,
     block input  = sum_i pre_i * X_i                    (collapse: pre = sigmoid(.) > 0)
     X_{l+1}      = B_l^T X_l + post (x) F_l(block input)  (mix the streams, add the output to each: post = 2 sigmoid(.))
 
-Unconstrained, the mixing matrices B_l multiply over depth and the signal can blow up or vanish. mHC projects
+(The report writes the mixing as B_l X_l and normalises rows last; the code here, as transformers', computes the
+transposed matrix, normalising columns last, and applies its transpose: the same map.) Unconstrained, the mixing
+matrices B_l multiply over depth and the signal can blow up or vanish. mHC projects
 each B_l onto the doubly-stochastic matrices (non-negative, every row and column summing to 1) with a few
 Sinkhorn-Knopp iterations: their spectral norm is at most 1 and their product over any depth stays doubly
 stochastic, so mixing can never amplify the residual stream (notebook 11 measures it).

@@ -11,7 +11,8 @@ import dataclasses
 
 import torch.nn as nn
 
-from .config import ModelConfig
+from .config import DeepSeekConfig, ModelConfig
+from .deepseek import DeepSeekModel
 from .moe import MoE
 from .mtp import MTPModule
 from .transformer import Block, Transformer, dense_ffn
@@ -28,12 +29,16 @@ def layer_ffn(config: ModelConfig, layer_index: int) -> nn.Module:
     return MoE(config.d_model, vocab_size=config.vocab_size, **settings)
 
 
-def build_model(config: ModelConfig) -> Transformer:
-    """A freshly initialised model for ``config``: dense or MoE, with an MTP module when ``mtp_depth`` is 1.
+def build_model(config: ModelConfig | DeepSeekConfig) -> Transformer | DeepSeekModel:
+    """A freshly initialised model for ``config``: dense or MoE, with an MTP module when ``mtp_depth`` is 1; for a
+    DeepSeekConfig, notebook 11's mini DeepSeek-V3 or V4 (course_lib.deepseek).
 
     Modules are created in a fixed order (each block's FFN before its attention; the MTP module last), so a seed
     gives the same weights every time.
     """
+    if isinstance(config, DeepSeekConfig):
+        return DeepSeekModel(config)
+
     def mtp_factory() -> MTPModule:
         return MTPModule(config.d_model, lambda: Block(config, layer_ffn(config, config.n_layers)))
 

@@ -22,14 +22,14 @@ TINY_CONFIGS = {
                         num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, n_shared_experts=1,
                         n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1, first_k_dense_replace=1,
                         q_lora_rank=16, kv_lora_rank=12, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8,
-                        max_position_embeddings=64),
+                        max_position_embeddings=64, routed_scaling_factor=2.5),
     # every V4 attention type, a hash-routed first layer, an indexer that must choose (3 of up to 10 entries
     # at 40 tokens), and a SwiGLU limit low enough that the clamps act on random weights
     "deepseek_v4": dict(vocab_size=64, hidden_size=32, moe_intermediate_size=16, num_hidden_layers=4,
                         num_attention_heads=4, head_dim=16, q_lora_rank=16, n_routed_experts=8, num_experts_per_tok=2,
                         sliding_window=8, o_groups=2, o_lora_rank=8, index_n_heads=2, index_head_dim=8, index_topk=3,
                         compress_rates={"compressed_sparse_attention": 4, "heavily_compressed_attention": 8},
-                        partial_rotary_factor=0.25, swiglu_limit=0.5,
+                        partial_rotary_factor=0.25, swiglu_limit=0.5, routed_scaling_factor=1.5,
                         layer_types=["sliding_attention", "compressed_sparse_attention",
                                      "heavily_compressed_attention", "compressed_sparse_attention"],
                         mlp_layer_types=["hash_moe", "moe", "moe", "moe"]),

@@ -53,6 +53,8 @@ class Compressor(nn.Module):
         """x: (batch, seq, d_model) -> (batch, seq // rate, head_dim); an unfinished last window gives no entry."""
         batch, seq, _ = x.shape
         n, dim = seq // self.rate, self.head_dim
+        if n == 0:  # fewer tokens than one window: no entry yet
+            return x.new_zeros(batch, 0, dim)
         usable = x[:, :n * self.rate]
         kv = self.kv_proj(usable).view(batch, n, self.rate, -1)  # (batch, seq', width) -> (batch, n, rate, width)
         gate = self.gate_proj(usable).view(batch, n, self.rate, -1) + self.position_bias

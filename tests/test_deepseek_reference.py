@@ -56,13 +56,34 @@ def test_the_comparison_sees_each_v4_part(checkpoints, sabotage):
     assert compare(model, reference, TOKENS).max_abs_difference > 1e-3
 
 
-def test_absorbed_mla_equals_plain_mla():
-    config = config_from_hf({**TINY_CONFIGS["deepseek_v3"], "model_type": "deepseek_v3"})
-    torch.manual_seed(0)
+@given(st.integers(1, 4), st.sampled_from([None, 8]), st.integers(2, 12), st.integers(1, 3), st.integers(0, 1000))
+def test_absorbed_mla_equals_plain_mla(heads, q_lora_rank, kv_lora_rank, rope_pairs, seed):
+    config = DeepSeekConfig(vocab_size=16, d_model=16, n_layers=1, n_heads=heads, attention=("mla",), dense_hidden=8,
+                            q_lora_rank=q_lora_rank, kv_lora_rank=kv_lora_rank, qk_nope_dim=4, rope_dim=2 * rope_pairs,
+                            v_head_dim=3)
+    torch.manual_seed(seed)
     attention = MultiHeadLatentAttention(config)
-    x = torch.randn(2, 12, config.d_model)
-    assert torch.allclose(attention(x), attention(x, absorbed=True), atol=1e-6)
-    assert attention.cache_values_per_token() == config.kv_lora_rank + config.rope_dim
+    x = torch.randn(2, 9, config.d_model)
+    with torch.no_grad():
+        assert torch.allclose(attention(x), attention(x, absorbed=True), atol=1e-5)
+    assert attention.cache_values_per_token() == kv_lora_rank + 2 * rope_pairs
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(attention=("mla", "csa")), "mixes V3's 'mla'"),
+    (dict(attention=("mla",)), "one of .* per layer"),
+    (dict(rope_dim=3), "rope_dim .* must be even"),
+    (dict(kv_lora_rank=0), "MLA needs kv_lora_rank"),
+    (dict(attention=("sliding", "csa"), q_lora_rank=8, head_dim=8, o_lora_rank=4, index_heads=0), "CSA layers need"),
+    (dict(attention=("sliding", "hca"), head_dim=8, o_lora_rank=4), "V4 attention needs q_lora_rank"),
+    (dict(attention=("sliding", "hca"), q_lora_rank=8, head_dim=12, o_groups=5, o_lora_rank=4), "grouped output"),
+    (dict(dense_hidden=0), "dense blocks need dense_hidden"),
+])
+def test_impossible_configs_are_named(changes, message):
+    base = dict(vocab_size=16, d_model=16, n_layers=2, n_heads=2, attention=("mla", "mla"), dense_hidden=8,
+                kv_lora_rank=4, qk_nope_dim=4, rope_dim=2, v_head_dim=4)
+    with pytest.raises(ValueError, match=message):
+        DeepSeekConfig(**{**base, **changes})
 
 
 @given(st.integers(2, 6), st.integers(0, 2**31 - 1), st.sampled_from([1.0, 4.0]))
@@ -107,7 +128,10 @@ def _edit_config(folder, **changes):
     ({"kv_lora_rank": None}, "lacks the field 'kv_lora_rank'"),
     ({"rope_scaling": {"type": "yarn", "factor": 40}}, "'yarn' RoPE scaling"),
     ({"quantization_config": {"quant_method": "fp8"}}, "dequantize"),
-    ({"num_hidden_layers": 4}, "lacks"),
+    ({"num_hidden_layers": 4}, "lacks 15 tensors .* first 'layers.3."),
+    ({"num_hidden_layers": 2, "num_nextn_predict_layers": 0}, "belongs to layer 2, but .* num_hidden_layers=2"),
+    ({"moe_intermediate_size": 8}, "experts.0.down_proj.weight' has shape .* moe_intermediate_size"),
+    ({"routed_scaling_factor": None}, "lacks the field 'routed_scaling_factor'"),
 ])
 def test_bad_configs_are_named(checkpoints, tmp_path, changes, message):
     folder = _copy(checkpoints, tmp_path)
@@ -143,3 +167,18 @@ def test_a_checkpoint_of_another_model_type_is_refused(checkpoints, tmp_path):
     (folder / "config.json").write_text(json.dumps(v3))
     with pytest.raises(CheckpointError, match="has no place in a V3 model"):
         load_pretrained(folder)
+
+
+def test_a_hash_table_pointing_past_the_experts_is_refused(checkpoints, tmp_path):
+    folder = _copy(checkpoints, tmp_path, "deepseek_v4")
+    _edit_config(folder, n_routed_experts=7, num_experts_per_tok=2)  # the table still names expert 7
+    with pytest.raises(CheckpointError, match="experts.7|routes to expert 7"):
+        load_pretrained(folder)
+
+
+@pytest.mark.parametrize("seq", [1, 3, 7, 12])
+def test_sequences_shorter_than_a_compression_window(checkpoints, seq):
+    """Before a window is complete there is no compressed entry; transformers agrees token for token."""
+    folder, reference = checkpoints["deepseek_v4"]
+    result = compare(load_pretrained(folder), reference, TOKENS[:, :seq])
+    assert result.max_abs_difference <= 1e-5 and result.expert_choices_equal

@@ -245,3 +245,24 @@ def test_nb09_checks():
     assert check_tokens_per_expert(360_000, **counts).passed
     assert "dense FFN" in check_tokens_per_expert(5_760_000, **counts).message
     assert "records" in check_tokens_per_expert(40_000, **counts).message
+
+
+def test_nb11_checks():
+    from course_lib.exercises.nb11 import (check_mla_cache_bytes, check_sinkhorn_step, check_visible_entries,
+                                           sinkhorn_step)
+
+    v3 = dict(layers=61, kv_lora_rank=512, rope_dim=64, heads=128, nope_dim=128, v_dim=128)
+    assert check_mla_cache_bytes(70_272, **v3).passed
+    assert "plain multi-head" in check_mla_cache_bytes(61 * 128 * 320 * 2, **v3).message
+    assert "one layer" in check_mla_cache_bytes(1152, **v3).message
+    assert "RoPE key" in check_mla_cache_bytes(61 * 512 * 2, **v3).message
+    assert check_mla_cache_bytes(None, **v3).passed is None
+    assert "stored twice" in check_mla_cache_bytes(140_544, **v3).message
+    assert check_visible_entries([5, 5], positions=(39, 44), rate=8).passed
+    assert "off by one" in check_visible_entries([4, 5], positions=(39, 44), rate=8).message
+    assert "unfinished" in check_visible_entries([5, 6], positions=(39, 44), rate=8).message
+    assert "one count per position" in check_visible_entries(5, positions=(39, 44), rate=8).message
+    matrix = [[1.0, 3.0], [1.0, 1.0]]
+    assert check_sinkhorn_step(sinkhorn_step(matrix).tolist(), matrix=matrix).passed
+    assert "rows first" in check_sinkhorn_step([[1 / 3, 0.6], [2 / 3, 0.4]], matrix=matrix).message  # rows, then columns
+    assert "half a step" in check_sinkhorn_step([[0.5, 0.75], [0.5, 0.25]], matrix=matrix).message

@@ -11,7 +11,8 @@ MAP_FIGURE = DOCS_DIR / "figures" / "course-map.png"
 PARTS = {"00": ("start", "#8c8c8c"), "01": ("foundations", "#4c72b0"), "02": ("the MoE layer", "#dd8452"),
          "03": ("the MoE layer", "#dd8452"), "04": ("the MoE layer", "#dd8452"), "05": ("the MoE layer", "#dd8452"),
          "06": ("systems", "#55a868"), "07": ("open weights", "#8172b3"), "08": ("capstone", "#c44e52"),
-         "09": ("research lab", "#937860"), "10": ("systems", "#55a868")}
+         "09": ("research lab", "#937860"), "10": ("systems", "#55a868"),
+         "11": ("capstone", "#c44e52")}
 
 
 def map_fingerprint() -> str:
