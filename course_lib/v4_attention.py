@@ -49,12 +49,11 @@ class Compressor(nn.Module):
         self.position_bias = nn.Parameter(torch.zeros(rate, width))
         self.norm = RMSNorm(head_dim, eps=rms_eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, seq, d_model) -> (batch, seq // rate, head_dim); an unfinished last window gives no entry."""
+    def candidates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each entry pools: (batch, n, slots, head_dim) candidates and their softmax weights over the slots
+        (per channel), n = seq // rate entries of rate slots, or 2 * rate with ``overlap`` (window w-1, then w)."""
         batch, seq, _ = x.shape
         n, dim = seq // self.rate, self.head_dim
-        if n == 0:  # fewer tokens than one window: no entry yet
-            return x.new_zeros(batch, 0, dim)
         usable = x[:, :n * self.rate]
         kv = self.kv_proj(usable).view(batch, n, self.rate, -1)  # (batch, seq', width) -> (batch, n, rate, width)
         gate = self.gate_proj(usable).view(batch, n, self.rate, -1) + self.position_bias
@@ -63,7 +62,16 @@ class Compressor(nn.Module):
             previous_gate = F.pad(gate[:, :-1, :, :dim], (0, 0, 0, 0, 1, 0), value=float("-inf"))  # ... weight 0
             kv = torch.cat([previous_kv, kv[..., dim:]], dim=2)  # (batch, n, 2 * rate, dim)
             gate = torch.cat([previous_gate, gate[..., dim:]], dim=2)
-        pooled = self.norm((kv * gate.softmax(dim=2)).sum(dim=2))  # (batch, n, dim)
+        return kv, gate.softmax(dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, seq, d_model) -> (batch, seq // rate, head_dim); an unfinished last window gives no entry."""
+        batch, seq, _ = x.shape
+        n = seq // self.rate
+        if n == 0:  # fewer tokens than one window: no entry yet
+            return x.new_zeros(batch, 0, self.head_dim)
+        kv, weights = self.candidates(x)
+        pooled = self.norm((kv * weights).sum(dim=2))  # (batch, n, head_dim)
         angles = rope_angles(torch.arange(n, device=x.device) * self.rate, dim=self.rope_dim, theta=self.rope_theta)
         return rotate_tail(pooled, angles)
 
