@@ -12,15 +12,13 @@ check them against transformers' ``DeepseekV3ForCausalLM`` and ``DeepseekV4ForCa
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn as nn
 
 from .config import DeepSeekConfig
 from .mhc import HyperConnection, HyperHead
 from .mla import MultiHeadLatentAttention
-from .moe import MoE
+from .moe import scheduled_moe
 from .mtp import MTPModule
 from .routing import Routing
 from .transformer import ModelOutput, RMSNorm, RoutedFFN, SwiGLU, mtp_predictions, run_blocks
@@ -29,13 +27,10 @@ from .v4_attention import HybridAttention
 
 def deepseek_ffn(config: DeepSeekConfig, layer_index: int) -> nn.Module:
     """Dense SwiGLU in the first ``first_dense_layers`` blocks, hash-routed MoE in the next ``hash_layers``, then MoE."""
-    moe = config.moe
-    if moe is None or layer_index < moe.first_dense_layers:
-        return SwiGLU(config.d_model, config.dense_hidden, limit=None if moe is None else moe.swiglu_limit)
-    settings = moe.layer_settings()
-    if layer_index < moe.first_dense_layers + moe.hash_layers:
-        settings["router"] = dataclasses.replace(moe.router, kind="hash")
-    return MoE(config.d_model, vocab_size=config.vocab_size, **settings)
+    moe = scheduled_moe(config.moe, layer_index, d_model=config.d_model, vocab_size=config.vocab_size)
+    if moe is not None:
+        return moe
+    return SwiGLU(config.d_model, config.dense_hidden, limit=config.moe.swiglu_limit if config.moe else None)
 
 
 class DeepSeekBlock(nn.Module):

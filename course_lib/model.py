@@ -7,26 +7,19 @@ routing after that; the MTP module's block counts as layer ``n_layers``. Used fr
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch.nn as nn
 
 from .config import DeepSeekConfig, ModelConfig
 from .deepseek import DeepSeekModel
-from .moe import MoE
+from .moe import scheduled_moe
 from .mtp import MTPModule
 from .transformer import Block, Transformer, dense_ffn
 
 
 def layer_ffn(config: ModelConfig, layer_index: int) -> nn.Module:
     """The FFN of block ``layer_index``: dense, hash-routed MoE or MoE, by the config's layer schedule."""
-    moe = config.moe
-    if moe is None or layer_index < moe.first_dense_layers:
-        return dense_ffn(config, layer_index)
-    settings = moe.layer_settings()
-    if layer_index < moe.first_dense_layers + moe.hash_layers:
-        settings["router"] = dataclasses.replace(moe.router, kind="hash")
-    return MoE(config.d_model, vocab_size=config.vocab_size, **settings)
+    moe = scheduled_moe(config.moe, layer_index, d_model=config.d_model, vocab_size=config.vocab_size)
+    return dense_ffn(config, layer_index) if moe is None else moe
 
 
 def build_model(config: ModelConfig | DeepSeekConfig) -> Transformer | DeepSeekModel:

@@ -10,6 +10,7 @@ forward and backward):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -148,6 +149,18 @@ class MoE(RoutedFFN):
         hidden = self._activation(gate, up, weight)  # (pairs, h), already scaled by the routing weights
         expert_out = torch._grouped_mm(hidden, self.w_down.transpose(1, 2), offs=offsets)  # (pairs, d)
         return torch.zeros_like(x).index_add_(0, token, expert_out)
+
+
+def scheduled_moe(moe: MoEConfig | None, layer_index: int, *, d_model: int, vocab_size: int) -> MoE | None:
+    """The MoE layer of block ``layer_index`` by the config's layer schedule: None (a dense FFN) in the first
+    ``first_dense_layers`` blocks (DeepSeek-V3's first_k_dense_replace), hash-routed in the next ``hash_layers``
+    (DeepSeek-V4), learned routing after that. Both model builders (course_lib.model, course_lib.deepseek) use it."""
+    if moe is None or layer_index < moe.first_dense_layers:
+        return None
+    settings = moe.layer_settings()
+    if layer_index < moe.first_dense_layers + moe.hash_layers:
+        settings["router"] = dataclasses.replace(moe.router, kind="hash")
+    return MoE(d_model, vocab_size=vocab_size, **settings)
 
 
 # The course's standard MoE FFN (notebooks 02-05): the dense FFN's hidden width 352 split into 8 experts of 176,

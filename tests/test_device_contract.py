@@ -105,6 +105,7 @@ RUNS_NO_MODEL = {
     "course_lib.hardware.model_device": "the contract itself (tested below)",
     "course_lib.mtp.MTPModule.forward": "a module's forward: the model that calls it passes tensors on its device",
     "course_lib.mhc.HyperConnection.forward": "a module's forward: the model that calls it passes tensors on its device",
+    "course_lib.moe.scheduled_moe": "builds a layer from its config (MoEConfig matches the annotation test)",
     "course_lib.transformer.run_blocks": "part of a model's forward: the model passes tensors on its device",
     "course_lib.transformer.mtp_predictions": "part of a model's forward: the model passes tensors on its device",
     "course_lib.checkpoints.state_tensors": "copies the weights to the CPU",
